@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up a development environment: ffmpeg (Debian), a virtualenv in .venv, torch (only when
+# missing, pinned by constraints.txt so no CUDA packages are pulled), and videoinv with extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+EXTRAS=${EXTRAS:-test,ffmpeg,sample}
+
+if ! command -v ffmpeg >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    echo "setup: installing ffmpeg (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+    || { echo "setup: Python >= 3.10 is needed (got $("$PYTHON" --version))" >&2; exit 1; }
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
+    echo "setup: installing torch (constraints.txt)"
+    "${PIP[@]}" install -c constraints.txt torch
+fi
+echo "setup: installing videoinv[$EXTRAS]"
+"${PIP[@]}" install -e ".[$EXTRAS]"

@@ -1,0 +1,236 @@
+"""The chain spec: ffmpeg filter syntax for the stages a video goes through.
+
+Grammar::
+
+    chain   := stage ("," stage)*
+    stage   := NAME ["=" option (":" option)*]
+    option  := [KEY "="] value          (an option without KEY is positional)
+    value   := item (("|" | "+") item)*
+
+* ``detect=every=5,align=smooth=3,blend=segments=mouth+eyes`` - three stages with options;
+  ``segments`` is the list ``mouth, eyes``; ``|`` and ``+`` both separate list items.
+* An item of the form ``KEY=value`` after ``|`` or ``+`` starts a new option, so
+  ``edit=age=2|smile=1`` is the same as ``edit=age=2:smile=1``.
+* Positional options fill the stage's options in their declared order (``detect=5``).
+* Special characters (``, : = | + ' \\``) are taken literally inside single quotes or after a
+  backslash: ``edit=direction='my dirs/a:b.npy'``. Whitespace around names and items is ignored.
+* ``copy`` is the empty chain: frames pass through unchanged.
+
+``parse_chain`` only checks the syntax; ``build_stages`` resolves names through the stage
+registry (built-in stages and plugins from the ``videoinv.plugins`` entry-point group) and
+converts option values, with errors that list the valid names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import ChainError
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+SPECIAL = ",:=|+'\\"
+LIST_SEPS = "|+"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One option of a stage: ``key`` (None when positional), its list ``items`` and the
+    separators between them (``seps[i]`` sits between ``items[i]`` and ``items[i+1]``)."""
+
+    key: str | None
+    items: tuple[str, ...]
+    seps: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        """The value as one string (separators included), for scalar options."""
+        out = self.items[0]
+        for sep, item in zip(self.seps, self.items[1:]):
+            out += sep + item
+        return out
+
+    def __str__(self) -> str:
+        value = _escape(self.items[0])
+        for sep, item in zip(self.seps, self.items[1:]):
+            value += sep + _escape(item)
+        return value if self.key is None else f"{self.key}={value}"
+
+
+@dataclass(frozen=True)
+class StageCall:
+    """A stage named in a chain, with its options as written."""
+
+    name: str
+    args: tuple[Arg, ...] = ()
+
+    def __str__(self) -> str:
+        return self.name if not self.args else self.name + "=" + ":".join(map(str, self.args))
+
+
+@dataclass(frozen=True)
+class Chain:
+    stages: tuple[StageCall, ...]
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self.stages))
+
+
+# -- parsing ----------------------------------------------------------------------------------
+def _lex(text: str) -> list[tuple[str, bool]]:
+    """Characters with a flag: True when the character is syntax (not quoted or escaped)."""
+    out: list[tuple[str, bool]] = []
+    quoted = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quoted:
+            if c == "'":
+                quoted = False
+            else:
+                out.append((c, False))
+        elif c == "'":
+            quoted = True
+        elif c == "\\":
+            if i + 1 == len(text):
+                raise ChainError(f"chain {text!r} ends with a lone backslash; write \\\\ for a backslash")
+            out.append((text[i + 1], False))
+            i += 1
+        else:
+            out.append((c, True))
+        i += 1
+    if quoted:
+        raise ChainError(f"chain {text!r} has an unterminated quote (')")
+    return out
+
+
+def _split(chars, seps: str) -> list[tuple[list, str]]:
+    """Split at active separators; each part comes with the separator before it ('' first)."""
+    parts: list[tuple[list, str]] = [([], "")]
+    for c, active in chars:
+        if active and c in seps:
+            parts.append(([], c))
+        else:
+            parts[-1][0].append((c, active))
+    return parts
+
+
+def _strip(chars) -> str:
+    lo, hi = 0, len(chars)
+    while lo < hi and chars[lo][1] and chars[lo][0].isspace():
+        lo += 1
+    while hi > lo and chars[hi - 1][1] and chars[hi - 1][0].isspace():
+        hi -= 1
+    return "".join(c for c, _ in chars[lo:hi])
+
+
+def _name(chars, what: str, spec: str) -> str:
+    name = _strip(chars)
+    if any(not active for c, active in chars) or not _NAME.match(name):
+        raise ChainError(f"bad {what} name {name!r} in chain {spec!r}: use letters, digits, _ and -")
+    return name
+
+
+def _find_eq(chars) -> int | None:
+    return next((i for i, (c, active) in enumerate(chars) if active and c == "="), None)
+
+
+def _parse_args(chars, spec: str) -> tuple[Arg, ...]:
+    args: list[list] = []  # [key, items, seps]
+    for group, _ in _split(chars, ":"):
+        for n, (piece, sep) in enumerate(_split(group, LIST_SEPS)):
+            eq = _find_eq(piece)
+            if eq is not None:
+                value = piece[eq + 1:]
+                if _find_eq(value) is not None:
+                    raise ChainError(f"unexpected '=' in {_strip(piece)!r} in chain {spec!r}; "
+                                     "separate options with ':' or escape it as \\=")
+                args.append([_name(piece[:eq], "option", spec), [_strip(value)], []])
+            elif n == 0:
+                args.append([None, [_strip(piece)], []])
+            else:
+                args[-1][1].append(_strip(piece))
+                args[-1][2].append(sep)
+    return tuple(Arg(k, tuple(items), tuple(seps)) for k, items, seps in args)
+
+
+def parse_chain(spec: str | Chain) -> Chain:
+    """Parse a chain spec (syntax only). Raises :class:`ChainError` and nothing else."""
+    if isinstance(spec, Chain):
+        return spec
+    if not isinstance(spec, str):
+        raise ChainError(f"a chain spec must be text, not {type(spec).__name__}")
+    if not spec.strip():
+        raise ChainError("the chain is empty; use 'copy' to pass frames through unchanged")
+    stages = []
+    for n, (part, _) in enumerate(_split(_lex(spec), ","), 1):
+        if not _strip(part) and all(active for _, active in part):
+            raise ChainError(f"stage {n} of chain {spec!r} is empty (two commas, or a comma at an end)")
+        eq = _find_eq(part)
+        if eq is None:
+            stages.append(StageCall(_name(part, "stage", spec)))
+        else:
+            stages.append(StageCall(_name(part[:eq], "stage", spec), _parse_args(part[eq + 1:], spec)))
+    return Chain(tuple(stages))
+
+
+def _escape(text: str) -> str:
+    """Backslash-escape syntax characters, and whitespace at either end (which parsing strips)."""
+    last = len(text) - 1
+    return "".join("\\" + c if c in SPECIAL or (c.isspace() and i in (0, last)) else c
+                   for i, c in enumerate(text))
+
+
+def format_chain(chain: Chain) -> str:
+    """The spec text of a chain; ``parse_chain(format_chain(c)) == c``."""
+    return str(chain)
+
+
+# -- resolution -------------------------------------------------------------------------------
+def build_stages(spec: str | Chain, registry=None) -> list:
+    """Parse ``spec`` and instantiate its stages from the registry (``copy`` gives none)."""
+    from .registry import default_registry
+
+    registry = registry or default_registry()
+    chain = parse_chain(spec)
+    stages = []
+    for call in chain.stages:
+        cls = registry.stage(call.name)
+        options = bind_options(cls, call)
+        stages.append(cls(**options))
+    return [s for s in stages if not getattr(s, "identity", False)]
+
+
+def bind_options(cls, call: StageCall) -> dict:
+    """Map a call's positional and keyed options onto ``cls.params``, converted and defaulted.
+
+    Stages that set ``extra_keys`` receive unknown keys (e.g. edit direction names) as an
+    ``extras`` dict of raw :class:`Arg` values."""
+    params = {p.name: p for p in cls.params}
+    order = [p.name for p in cls.params]
+    values: dict = {}
+    extras: dict = {}
+    position = 0
+    for arg in call.args:
+        if arg.key is None:
+            if position >= len(order):
+                raise ChainError(f"stage {call.name} takes at most {len(order)} positional option(s) "
+                                 f"({', '.join(order) or 'none'}); got {arg.text!r} too many")
+            key = order[position]
+            position += 1
+        else:
+            key = arg.key
+        if key in values or key in extras:
+            raise ChainError(f"option {key} of stage {call.name} is given twice")
+        if key in params:
+            values[key] = params[key].convert(arg, call.name)
+        elif getattr(cls, "extra_keys", False):
+            extras[key] = arg
+        else:
+            valid = ", ".join(order) or "(none)"
+            raise ChainError(f"stage {call.name} has no option {key!r}; valid options: {valid}")
+    for name, p in params.items():
+        values.setdefault(name, p.default)
+    if getattr(cls, "extra_keys", False):
+        values["extras"] = extras
+    return values

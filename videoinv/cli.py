@@ -1,0 +1,313 @@
+"""The ``videoinv`` command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import sys
+
+import click
+
+from . import __version__
+from .errors import VideoinvError
+
+log = logging.getLogger("videoinv")
+
+CHAIN_HELP = "chain spec, ffmpeg filter syntax (see 'videoinv stages'); 'copy' passes frames through"
+
+
+def _common(func):
+    """-v/--verbose and -q/--quiet on every command (they may follow the command's arguments)."""
+
+    @click.option("-v", "--verbose", count=True, help="more log output (FFmpeg's warnings too)")
+    @click.option("-q", "--quiet", is_flag=True, help="errors only, no progress bar")
+    @functools.wraps(func)
+    def wrapper(*args, verbose: int, quiet: bool, **kwargs):
+        from .console import setup_logging
+
+        setup_logging(verbose, quiet)
+        return func(*args, quiet=quiet, **kwargs)
+
+    return wrapper
+
+
+def _encode_options(func):
+    """Video encoder options shared by edit and filter-file."""
+    from .video.writer import X264_PRESETS
+
+    options = [
+        click.option("--codec", default="libx264", show_default=True,
+                     help="video encoder: libx264, libx265, ffv1 (lossless), h264_nvenc, ..."),
+        click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 18]"),
+        click.option("--preset", type=click.Choice(X264_PRESETS), default=None,
+                     help="speed/size trade-off [default: medium]"),
+        click.option("--pix-fmt", default=None,
+                     help="stored pixel format [default: yuv420p; yuv444p for ffv1]"),
+        click.option("--color-matrix", default="bt709", show_default=True,
+                     type=click.Choice(["bt709", "bt601", "bt2020", "smpte240m", "source"]),
+                     help="YUV matrix the output is converted to and tagged with"),
+        click.option("--color-range", default="tv", show_default=True,
+                     type=click.Choice(["tv", "pc", "source"]), help="YUV range of the output"),
+        click.option("--odd", type=click.Choice(["pad", "crop"]), default="pad", show_default=True,
+                     help="odd width/height with 4:2:0: pad (repeat the edge) or crop one pixel"),
+        click.option("-y", "--overwrite", is_flag=True, help="replace OUTPUT if it exists"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd):
+    from .video.writer import EncodeOptions
+
+    return EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, matrix=color_matrix,
+                         range=color_range, odd=odd)
+
+
+def _report(summary: dict, seconds: float, as_json: bool) -> None:
+    summary = dict(summary, seconds=round(seconds, 3), fps=round(summary["frames"] / seconds, 2) if seconds else None)
+    if as_json:
+        click.echo(json.dumps(summary))
+    audio = f", audio {summary['audio']}" if "audio" in summary else ""
+    log.info("wrote %s: %d frames %dx%d %s%s in %.1f s (%.1f fps)", summary["output"], summary["frames"],
+             summary["width"], summary["height"], summary["codec"], audio, seconds, summary["fps"] or 0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="videoinv", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Edit faces in videos through a StyleGAN2 latent space.
+
+    Streams the frames, runs them through a chain of stages and writes the result with the
+    source's exact timing, colours and audio.
+    """
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=True, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="output video file")
+@click.option("--chain", default="copy", show_default=True, help=CHAIN_HELP)
+@_encode_options
+@click.option("--audio", default="copy", show_default=True, metavar="copy|drop|FILE",
+              help="copy the input's audio unchanged, drop it, or take it from FILE")
+@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
+@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
+@click.option("--salvage", is_flag=True, help="skip undecodable packets of a damaged input")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="frames per batch through the stages")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
+@_common
+def edit(input, output, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
+         overwrite, audio, start, end, salvage, batch_size, as_json, quiet):
+    """Run the chain over INPUT and write the result to OUTPUT."""
+    from .console import FrameProgress, progress_enabled
+    from .pipeline.jobs import edit_video
+
+    encode = _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
+    with FrameProgress(f"edit {click.format_filename(input)}", progress_enabled(quiet)) as bar:
+        summary = edit_video(input, output, chain, start=start, end=end, encode=encode, audio=audio,
+                             overwrite=overwrite, salvage=salvage, batch_size=batch_size,
+                             on_frame=bar.advance,
+                             on_start=lambda reader: bar.start(_expected_frames(reader)))
+    _report(summary, bar.elapsed, as_json)
+
+
+def _expected_frames(reader) -> int | None:
+    info = reader.info
+    total = info.frame_count
+    if reader.end is not None:
+        if reader.end.frame is not None:
+            total = min(total, reader.end.frame)
+        elif reader.end.seconds is not None:
+            total = min(total, round(float(reader.end.seconds * info.fps)))
+    if reader.start is not None:
+        first = reader.start.frame if reader.start.frame is not None else round(float(reader.start.seconds * info.fps))
+        total -= first
+    return max(total, 0) or None
+
+
+@cli.command("filter")
+@click.option("--size", required=True, help="frame size WIDTHxHEIGHT, e.g. 1280x720")
+@click.option("--rate", required=True, help="frame rate, e.g. 30 or 30000/1001")
+@click.option("--pix-fmt", type=click.Choice(["rgb24", "bgr24"]), default="rgb24", show_default=True)
+@click.option("--chain", default="copy", show_default=True, help=CHAIN_HELP)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="frames per batch through the stages")
+@_common
+def filter_(size, rate, pix_fmt, chain, batch_size, quiet):
+    """Raw frames on stdin -> processed raw frames on stdout (an ffmpeg pipe filter).
+
+    \b
+    ffmpeg -i in.mp4 -f rawvideo -pix_fmt rgb24 - \\
+      | videoinv filter --size 1280x720 --rate 30 --chain copy \\
+      | ffmpeg -f rawvideo -pix_fmt rgb24 -s 1280x720 -r 30 -i - -i in.mp4 \\
+               -map 0:v -map 1:a? -c:a copy out.mp4
+    """
+    from .pipeline.jobs import filter_raw
+    from .video.timing import parse_rate, parse_size
+
+    dims, fps = parse_size(size), parse_rate(rate)
+    if sys.stdin.isatty():
+        raise VideoinvError("filter reads raw frames from stdin: pipe ffmpeg's rawvideo output into it "
+                            "(see 'videoinv filter --help')")
+    frames = filter_raw(sys.stdin.buffer, sys.stdout.buffer, dims, fps, chain, pix_fmt=pix_fmt,
+                        batch_size=batch_size)
+    log.debug("filtered %d frames", frames)
+
+
+@cli.command("filter-file")
+@click.argument("input", type=click.Path(path_type=str))
+@click.argument("output", type=click.Path(path_type=str))
+@click.option("--chain", default="copy", show_default=True, help=CHAIN_HELP)
+@_encode_options
+@click.option("--audio", type=click.Choice(["copy", "drop"]), default="copy", show_default=True)
+@click.option("--ffmpeg", "ffmpeg_bin", default="ffmpeg", show_default=True, help="the ffmpeg program")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
+@_common
+def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
+                overwrite, audio, ffmpeg_bin, as_json, quiet):
+    """Like 'edit', but decoding and encoding with the ffmpeg program around the raw pipe.
+
+    The raw pipe carries no timestamps: the output has the input's nominal constant frame
+    rate. Use 'edit' to keep variable-frame-rate timing.
+    """
+    from .console import FrameProgress, progress_enabled
+    from .pipeline.jobs import filter_file as run
+    from .video.probe import describe
+
+    encode = _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
+    with FrameProgress(f"filter {click.format_filename(input)}", progress_enabled(quiet)) as bar:
+        bar.start(describe(input).frame_count)
+        summary = run(input, output, chain, encode=encode, audio=audio, overwrite=overwrite,
+                      ffmpeg=ffmpeg_bin, on_frame=bar.advance)
+    _report(summary, bar.elapsed, as_json)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@click.option("--scan", is_flag=True, help="read every packet: exact frame count and VFR check")
+@_common
+def probe(input, as_json, scan, quiet):
+    """Describe INPUT: streams, frame rate / VFR, colour tags, rotation, duration, audio."""
+    from .video.probe import describe
+
+    info = describe(input, scan=scan)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2))
+    else:
+        from rich.console import Console
+
+        Console(highlight=False).print(_probe_table(info))
+
+
+def _probe_table(info):
+    from rich.table import Table
+
+    def dur(seconds):
+        return "unknown" if seconds is None else f"{seconds:.3f} s"
+
+    vfr = {True: "variable (VFR)", False: "constant", None: "unknown"}[info.vfr]
+    exact = "" if info.frame_count_exact else " (estimate)"
+    rotation = "none" if info.orientation == "none" else f"{info.orientation} (applied; upright output)"
+    table = Table(title=info.path, show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("container", f"{info.format}, {info.size_bytes:,} bytes"
+                      + (f", {info.bit_rate / 1000:.0f} kb/s" if info.bit_rate else "")),
+        ("duration", dur(info.duration)),
+        ("video", f"#{info.stream_index} {info.codec}"
+                  + (f" ({info.profile})" if info.profile else "") + f", {info.pix_fmt}"),
+        ("size", f"{info.width}x{info.height}" + ("" if (info.width, info.height) == (
+            info.coded_width, info.coded_height) else f" (stored {info.coded_width}x{info.coded_height})")),
+        ("rotation", rotation),
+        ("frame rate", f"{float(info.fps):.3f} fps ({info.fps.numerator}/{info.fps.denominator}), {vfr}"
+                       + (f", average {float(info.avg_fps):.3f}" if info.avg_fps else "")),
+        ("frames", f"{info.frame_count}{exact}"),
+        ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}, "
+                      f"video starts at {info.start_time:.3f} s"),
+        ("colour tags", ", ".join(f"{k} {v}" for k, v in info.colour_tags.items())),
+        ("colour used", info.colour.describe()),
+    ]
+    if not info.audio:
+        rows.append(("audio", "none"))
+    for a in info.audio:
+        rows.append((f"audio #{a.index}", f"{a.codec}, {a.sample_rate} Hz, {a.layout or a.channels}"
+                     + (f", {a.bit_rate / 1000:.0f} kb/s" if a.bit_rate else "")
+                     + f", {dur(a.duration)}" + (f", {a.language}" if a.language else "")))
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+@cli.command()
+@click.argument("output", type=click.Path(path_type=str))
+@click.option("--seconds", type=click.FloatRange(min=0.04), default=5.0, show_default=True)
+@click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
+@click.option("--rate", default="30", show_default=True, help="frame rate")
+@click.option("--no-audio", is_flag=True, help="leave out the audio track")
+@click.option("-y", "--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+@_common
+def sample(output, seconds, size, rate, no_audio, overwrite, quiet):
+    """Write a synthetic clip with a real face and sound, to try the tool on."""
+    from .samples import make_sample
+    from .video.timing import parse_rate, parse_size
+
+    frames = make_sample(output, seconds, parse_size(size), parse_rate(rate), audio=not no_audio,
+                         overwrite=overwrite)
+    log.info("wrote %s: %d frames", output, frames)
+
+
+@cli.command()
+@_common
+def stages(quiet):
+    """List the stages a chain can use, with their options."""
+    from .registry import default_registry
+
+    registry = default_registry()
+    for name in registry.names("stage"):
+        cls = registry.stage(name)
+        origin = registry.origin("stage", name)
+        click.echo(f"{name}  {cls.summary()}" + ("" if origin == "core" else f"  [{origin}]"))
+        for p in cls.params:
+            kind = getattr(p.convert_text, "__name__", "value") + ("s" if p.multiple else "")
+            click.echo(f"    {p.name}={kind}  {p.help} [default: {p.default}]")
+        if cls.extra_keys:
+            click.echo("    NAME=value  (any further names are accepted)")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the command and turns every failure into a one-line message."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        result = cli.main(args=argv, prog_name="videoinv", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("videoinv: interrupted; no output was left behind", err=True)
+        return 130
+    except VideoinvError as err:
+        click.echo(f"videoinv: error: {err}", err=True)
+        return err.exit_code
+    except Exception as err:  # noqa: BLE001 - a bug: one line, traceback with -v
+        if log.isEnabledFor(logging.DEBUG):
+            raise
+        text = " ".join(str(err).split())
+        click.echo(f"videoinv: internal error: {type(err).__name__}: {text} (run with -v for a traceback)",
+                   err=True)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

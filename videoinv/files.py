@@ -1,0 +1,58 @@
+"""Output files that appear whole or not at all, and that never replace an input."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import OutputError
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same file (also through links); False if either is missing."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
+                      overwrite: bool = False) -> Path:
+    """Refuse an output that is an input, a directory, in a missing folder, or (without
+    ``overwrite``) an existing file."""
+    out = Path(output)
+    for src in inputs:
+        if src is not None and same_file(out, src):
+            raise OutputError(f"output {out} is the same file as the input; choose another output name")
+    if out.is_dir():
+        raise OutputError(f"output {out} is a directory; give a file name such as {out / 'out.mp4'}")
+    if not out.parent.exists():
+        raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.exists() and not overwrite:
+        raise OutputError(f"output {out} exists; pass --overwrite (-y) to replace it")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
+                  overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``output`` (same extension); rename it to ``output`` when
+    the block succeeds, delete it when the block raises (including KeyboardInterrupt)."""
+    out = check_output_path(output, inputs, overwrite)
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if not overwrite and out.exists():
+        raise OutputError(f"output {out} appeared while writing; the result is kept as {tmp}")
+    os.replace(tmp, out)

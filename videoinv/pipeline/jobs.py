@@ -1,0 +1,162 @@
+"""Whole jobs: a video file through a chain into a new video file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+from fractions import Fraction
+from typing import Callable
+
+from ..chain import Chain
+from ..errors import InputError, OutputError, VideoinvError
+from ..files import atomic_output
+from ..files import check_output_path
+from ..video.audio import AudioPlan
+from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, last_line
+from ..video.probe import describe
+from ..video.frame import FrameRecord
+from ..video.rawpipe import RawFrameReader, RawFrameWriter
+from ..video.reader import Reader
+from ..video.timing import parse_rate
+from ..video.writer import EncodeOptions, Writer
+from .runner import Pipeline, prefetch
+
+log = logging.getLogger(__name__)
+
+
+def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> AudioPlan | None:
+    """``audio``: "copy" (the input's audio), "drop", or the path of a file to take audio from."""
+    if audio == "drop":
+        return None
+    if audio == "copy":
+        if not reader.info.has_audio:
+            return None
+        if reader.start is None and reader.end is None:
+            return AudioPlan(path=reader.path)  # every packet, timestamps unchanged
+        start = first.time if reader.start is not None else None
+        return AudioPlan(path=reader.path, start=start, offset=start or 0.0, cut=True)
+    if not os.path.isfile(audio):
+        raise InputError(f"audio file not found: {audio} (--audio takes copy, drop or a file)")
+    return AudioPlan(path=audio, cut=True, all_streams=False)
+
+
+def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str | Chain = "copy", *,
+               start=None, end=None, encode: EncodeOptions | None = None, audio: str = "copy",
+               overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
+               on_frame: Callable[[FrameRecord], None] | None = None,
+               on_start: Callable[[Reader], None] | None = None) -> dict:
+    """Run ``chain`` over every frame of ``input`` (or the ``start``-``end`` range) and write
+    ``output`` with the source's timing and audio. Returns a summary dict.
+
+    ``on_start(reader)`` is called once the input is open (e.g. to size a progress bar);
+    ``on_frame(record)`` after each frame is written.
+    """
+    audio_inputs = [audio] if audio not in ("copy", "drop") else []
+    check_output_path(output, [input, *audio_inputs], overwrite)
+    pipeline = Pipeline(chain, batch_size=batch_size)
+    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline:
+        info = reader.info
+        if on_start is not None:
+            on_start(reader)
+        trimmed = reader.start is not None
+        writer: Writer | None = None
+        try:
+            for record in pipeline.run(prefetch(reader.frames(), depth=2 * batch_size)):
+                if writer is None:
+                    # a trimmed range starts at 0 in the output; otherwise timestamps are kept
+                    offset = record.pts * info.time_base if trimmed else Fraction(0)
+                    writer = Writer(output, record.size[0], record.size[1], info.time_base, info.fps,
+                                    encode, info.colour, _audio_plan(audio, reader, record),
+                                    inputs=[input, *audio_inputs], overwrite=overwrite, offset=offset)
+                writer.write(record)
+                if on_frame is not None:
+                    on_frame(record)
+            if writer is None:
+                raise InputError(f"no frames to write: {input} has none in the selected range")
+            writer.close()
+        except BaseException as err:
+            if writer is not None:
+                writer.abort(err)
+            raise
+        return {"input": str(input), "output": str(output), "frames": writer.frames_written,
+                "width": writer.size[0], "height": writer.size[1], "codec": writer.options.codec,
+                "audio": "none" if writer.audio is None else ("copied" if all(
+                    t.copy for t in writer.audio.tracks) else "re-encoded")}
+
+
+def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Chain = "copy", *,
+               pix_fmt: str = "rgb24", batch_size: int = 8,
+               on_frame: Callable[[FrameRecord], None] | None = None) -> int:
+    """Raw frames in, processed raw frames out (same size, format and count), as a filter in an
+    ffmpeg pipe. Returns the number of frames written."""
+    reader = RawFrameReader(instream, size[0], size[1], parse_rate(rate), pix_fmt)
+    writer = RawFrameWriter(outstream, pix_fmt)
+    with Pipeline(chain, batch_size=batch_size) as pipeline:
+        for record in pipeline.run(reader):
+            writer.write(record)
+            if on_frame is not None:
+                on_frame(record)
+    writer.flush()
+    return writer.frames_written
+
+
+def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str | Chain = "copy", *,
+                encode: EncodeOptions | None = None, audio: str = "copy", overwrite: bool = False,
+                ffmpeg: str = "ffmpeg", batch_size: int = 8,
+                on_frame: Callable[[FrameRecord], None] | None = None) -> dict:
+    """Decode ``source`` with the ffmpeg CLI, run ``chain`` here, encode ``target`` with the
+    ffmpeg CLI (see :mod:`videoinv.video.ffmpeg_cli`)."""
+    builder, binary = ffmpeg_python(), ffmpeg_binary(ffmpeg)
+    source, encode = str(source), encode or EncodeOptions()
+    if audio not in ("copy", "drop"):
+        raise VideoinvError("filter-file takes --audio copy or drop")
+    check_output_path(target, [source], overwrite)
+    info = describe(source)
+    size = (info.width, info.height)
+    with atomic_output(target, [source], overwrite) as tmp, Pipeline(chain, batch_size=batch_size) as pipeline, \
+            tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
+        dec_cmd = decode_command(builder, source, info, binary)
+        enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
+                                 audio == "copy" and info.has_audio, binary)
+        log.debug("decoder: %s", " ".join(dec_cmd))
+        log.debug("encoder: %s", " ".join(enc_cmd))
+        dec_log, enc_log = os.path.join(logs, "decode.log"), os.path.join(logs, "encode.log")
+        with open(dec_log, "wb") as dl, open(enc_log, "wb") as el:
+            dec = subprocess.Popen(dec_cmd, stdout=subprocess.PIPE, stderr=dl)
+            enc = subprocess.Popen(enc_cmd, stdin=subprocess.PIPE, stderr=el)
+        pipe_error: VideoinvError | None = None
+        try:
+            reader = RawFrameReader(dec.stdout, size[0], size[1], info.fps, name="ffmpeg's decoded frames")
+            writer = RawFrameWriter(enc.stdin, name="ffmpeg's encoder input")
+            try:
+                for record in pipeline.run(reader):
+                    writer.write(record)
+                    if on_frame is not None:
+                        on_frame(record)
+                writer.flush()
+            except (InputError, OutputError) as err:
+                pipe_error = err  # the exit codes below say which side failed, and why
+            try:
+                enc.stdin.close()
+            except BrokenPipeError:
+                pass
+            dec_rc, enc_rc = dec.wait(), enc.wait()
+        except BaseException:
+            for proc in (dec, enc):
+                proc.kill()
+                proc.wait()
+            raise
+        finally:
+            dec.stdout.close()
+        if dec_rc != 0:
+            raise InputError(f"ffmpeg could not decode {source}: {last_line(dec_log)}")
+        if enc_rc != 0:
+            raise OutputError(f"ffmpeg could not encode {target}: {last_line(enc_log)}")
+        if pipe_error is not None:
+            raise pipe_error
+        if writer.frames_written == 0:
+            raise InputError(f"ffmpeg decoded no frames from {source}")
+    return {"input": source, "output": str(target), "frames": writer.frames_written,
+            "width": size[0], "height": size[1], "codec": encode.codec}

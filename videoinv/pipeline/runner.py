@@ -1,0 +1,123 @@
+"""Running a chain of stages over a stream of frame records."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Iterable, Iterator, TypeVar
+
+from ..chain import Chain, build_stages
+from ..video.frame import FrameRecord
+
+T = TypeVar("T")
+
+
+class Pipeline:
+    """The stages of a chain, run over records in batches, order and count preserved.
+
+    Use :meth:`run` over an iterable, or :meth:`push` batches and :meth:`flush` at the end
+    (frame by frame, as the raw-frame pipe does).
+    """
+
+    def __init__(self, chain: str | Chain = "copy", registry=None, batch_size: int = 8):
+        self.stages = build_stages(chain, registry)
+        self.batch_size = max(1, int(batch_size))
+        self._in = 0
+        self._out = 0
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.stages
+
+    def push(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        """Feed records; returns those that have passed every stage (possibly none yet)."""
+        self._in += len(batch)
+        for stage in self.stages:
+            if not batch:
+                break
+            batch = stage.process(batch)
+        self._out += len(batch)
+        return batch
+
+    def flush(self) -> list[FrameRecord]:
+        """End of input: drain every stage's held-back records, in order."""
+        out: list[FrameRecord] = []
+        for stage in self.stages:
+            out = (stage.process(out) if out else []) + stage.flush()
+        self._out += len(out)
+        if self._out != self._in:
+            raise RuntimeError(f"pipeline lost frames: {self._in} in, {self._out} out "
+                               f"(stages: {', '.join(s.name for s in self.stages)})")
+        return out
+
+    def run(self, records: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
+        batch: list[FrameRecord] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) == self.batch_size:
+                yield from self.push(batch)
+                batch = []
+        if batch:
+            yield from self.push(batch)
+        yield from self.flush()
+
+    def close(self) -> None:
+        for stage in self.stages:
+            stage.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_END = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Produce ``items`` on a background thread, at most ``depth`` ahead of the consumer.
+
+    Exceptions of the producer are re-raised in the consumer. When the consumer stops early
+    (or is closed) the producer is told to stop and is waited for.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        iterator = iter(items)
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((_END, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            q.put((_END, err))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # in this thread, before the consumer may close what it reads from
+
+    thread = threading.Thread(target=produce, name="videoinv-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if item is _END:
+                if err is not None:
+                    raise err
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)

@@ -1,0 +1,1 @@
+"""Streaming video I/O: reader, writer, raw pipes, colour, timing and audio handling."""

@@ -1,0 +1,90 @@
+"""``videoinv filter-file``: the raw-frame filter between two ffmpeg processes.
+
+For users who prefer the ffmpeg command line's codecs: one ffmpeg decodes the input to raw RGB
+frames (auto-rotated, converted with the same colour rule as our reader), the chain processes them
+in this process, and a second ffmpeg encodes them (tagged BT.709 TV range by default, converted
+with that matrix) and copies the input's audio. The commands are built with ffmpeg-python.
+
+A raw pipe carries no timestamps: the output is constant-frame-rate at the input's nominal rate.
+Use ``videoinv edit`` to keep variable-frame-rate timing exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+from ..errors import VideoinvError
+from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
+from .writer import EncodeOptions, encoded_size, encoder_settings
+
+log = logging.getLogger(__name__)
+
+_QUIET = ("-hide_banner", "-nostdin", "-loglevel", "error")
+
+
+def ffmpeg_python():
+    try:
+        import ffmpeg
+    except ImportError:
+        ffmpeg = None
+    if ffmpeg is None or not hasattr(ffmpeg, "input"):
+        raise VideoinvError("filter-file needs the ffmpeg-python package: pip install 'videoinv[ffmpeg]'")
+    return ffmpeg
+
+
+def ffmpeg_binary(name: str = "ffmpeg") -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise VideoinvError(f"the ffmpeg program ({name}) was not found; install it "
+                            "(e.g. apt-get install ffmpeg) or use 'videoinv edit'")
+    return path
+
+
+def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg") -> list[str]:
+    """ffmpeg argv that writes the input's frames as raw rgb24 to stdout, one per source frame."""
+    colour = info.colour
+    scale = "out_range=pc:flags=bilinear+accurate_rnd"
+    if colour.matrix != "rgb":
+        scale = f"in_color_matrix={colour.matrix}:in_range={colour.range}:" + scale
+    stream = ffmpeg.input(source).video.filter("scale", **dict(kv.split("=") for kv in scale.split(":")))
+    out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
+    return out.global_args(*_QUIET).compile(cmd=binary)
+
+
+def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int],
+                   options: EncodeOptions, audio: bool, binary: str = "ffmpeg") -> list[str]:
+    """ffmpeg argv that reads raw rgb24 frames from stdin and writes ``target``."""
+    pix_fmt, codec_opts = encoder_settings(options)
+    colour = output_colour(info.colour, options.matrix, options.range, pix_fmt)
+    w, h = size
+    ew, eh = encoded_size(w, h, pix_fmt, options.odd)
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}",
+                         framerate=f"{info.fps.numerator}/{info.fps.denominator}").video
+    if (ew, eh) != (w, h):
+        if options.odd == "crop":
+            video = video.filter("crop", ew, eh, 0, 0)
+        else:
+            video = video.filter("pad", ew, eh, 0, 0).filter(
+                "fillborders", right=ew - w, bottom=eh - h, mode="smear")
+    kwargs = {"c:v": options.codec, "pix_fmt": pix_fmt}
+    kwargs.update({f"{k}:v" if k in ("b",) else k: v for k, v in codec_opts.items()})
+    if colour.matrix != "rgb":
+        video = video.filter("scale", out_color_matrix=colour.matrix, out_range=colour.range,
+                             flags="bilinear+accurate_rnd")
+        kwargs.update(colorspace=SPACE_NAMES[colour.space_tag], color_range=colour.range)
+    kwargs.update(color_primaries=PRIMARIES_NAMES.get(colour.primaries, "bt709"),
+                  color_trc=TRC_NAMES.get(colour.trc, "bt709"))
+    streams = [video]
+    if audio:
+        streams.append(ffmpeg.input(source)["a"])
+        kwargs["c:a"] = "copy"
+    out = ffmpeg.output(*streams, target, **kwargs)
+    return out.global_args(*_QUIET, "-y").compile(cmd=binary)
+
+
+def last_line(path: str) -> str:
+    """The last line ffmpeg wrote to a log file (its error message)."""
+    with open(path, "rb") as f:
+        lines = f.read().decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no message"

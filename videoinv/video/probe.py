@@ -1,0 +1,214 @@
+"""Opening an input video and describing it: streams, rate, VFR, colour, rotation, audio."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from ..errors import InputError
+from .colour import PRIMARIES_NAMES, RANGE_NAMES, SPACE_NAMES, TRC_NAMES, Colour, source_colour
+from .orientation import orientation_op, parse_display_matrix, swaps_axes
+
+log = logging.getLogger(__name__)
+
+_DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
+
+
+def open_input(path: str | os.PathLike) -> av.container.InputContainer:
+    """Open a media file for reading, turning every failure into a one-line InputError."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"input not found: {p}")
+    if p.is_dir():
+        raise InputError(f"input is a directory, not a video file: {p}")
+    try:
+        return av.open(str(p), metadata_errors="ignore")
+    except PermissionError:
+        raise InputError(f"cannot read {p}: permission denied") from None
+    except av.error.FFmpegError as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise InputError(f"cannot read {p}: {reason}; is it a complete, valid video file?") from None
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first real video stream (cover art and thumbnails are skipped)."""
+    skip = av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails
+    for stream in container.streams.video:
+        if not (stream.disposition & skip):
+            return stream
+    raise InputError(f"{container.name} has no video stream")
+
+
+def frame_orientation(frame: av.VideoFrame) -> str:
+    """The upright transform for a decoded frame's display matrix (see orientation.py)."""
+    for sd in frame.side_data:
+        if sd.type == _DISPLAYMATRIX:
+            return orientation_op(parse_display_matrix(bytes(sd)))
+    return "none"
+
+
+@dataclass
+class AudioInfo:
+    index: int
+    codec: str
+    sample_rate: int
+    channels: int
+    layout: str
+    duration: float | None
+    bit_rate: int | None
+    language: str | None
+
+
+@dataclass
+class VideoInfo:
+    """What ``videoinv probe`` prints; sizes are upright (after rotation)."""
+
+    path: str
+    format: str
+    size_bytes: int
+    bit_rate: int | None
+    duration: float | None
+    stream_index: int
+    codec: str
+    profile: str | None
+    pix_fmt: str
+    width: int
+    height: int
+    coded_width: int
+    coded_height: int
+    orientation: str
+    fps: Fraction
+    avg_fps: Fraction | None
+    time_base: Fraction
+    start_time: float
+    frame_count: int
+    frame_count_exact: bool
+    vfr: bool | None
+    colour: Colour
+    colour_tags: dict
+    audio: list[AudioInfo] = field(default_factory=list)
+
+    @property
+    def has_audio(self) -> bool:
+        return bool(self.audio)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for key in ("fps", "avg_fps", "time_base"):
+            v = getattr(self, key)
+            d[key] = None if v is None else f"{v.numerator}/{v.denominator}"
+        d["fps_float"] = float(self.fps)
+        d["colour"] = {"matrix": self.colour.matrix, "range": self.colour.range,
+                       "primaries": PRIMARIES_NAMES.get(self.colour.primaries, self.colour.primaries),
+                       "transfer": TRC_NAMES.get(self.colour.trc, self.colour.trc),
+                       "assumed": list(self.colour.assumed)}
+        d["has_audio"] = self.has_audio
+        return d
+
+
+def _rate(value) -> Fraction | None:
+    if not value:
+        return None
+    return Fraction(value.numerator, value.denominator)
+
+
+def scan_video_packets(container, stream, until_pts: int | None = None,
+                       until_count: int | None = None) -> list[int]:
+    """Sorted presentation timestamps of the video packets, by demuxing only (no decoding).
+
+    Reads the whole stream, or stops once every frame with ``pts < until_pts`` (or the first
+    ``until_count`` frames in presentation order) is known: packets come in decode order and a
+    packet's pts is never below its dts, so no later packet can precede that point. The container
+    is rewound to the start afterwards.
+    """
+    pts: list[int] = []
+    smallest: list[int] = []  # max-heap (negated) of the until_count + 1 smallest pts
+    for packet in container.demux(stream):
+        if packet.pts is None or not packet.size:
+            continue
+        pts.append(packet.pts)
+        dts = packet.dts if packet.dts is not None else packet.pts
+        if until_pts is not None and dts >= until_pts:
+            break
+        if until_count is not None:
+            if len(smallest) <= until_count:
+                heapq.heappush(smallest, -packet.pts)
+            elif packet.pts < -smallest[0]:
+                heapq.heapreplace(smallest, -packet.pts)
+            if len(smallest) > until_count and dts >= -smallest[0]:
+                break
+    container.seek(0, stream=stream)
+    return sorted(pts)
+
+
+def is_vfr_from_pts(pts: list[int]) -> bool:
+    """Whether frame intervals differ by more than 1% (and one tick) from each other."""
+    if len(pts) < 3:
+        return False
+    steps = [b - a for a, b in zip(pts, pts[1:])]
+    lo, hi = min(steps), max(steps)
+    return hi - lo > max(1, 0.01 * hi)
+
+
+def describe(path: str | os.PathLike, scan: bool = False) -> VideoInfo:
+    """Probe a video. With ``scan`` every packet is read (not decoded) to count frames exactly
+    and decide VFR from the timestamps; otherwise both come from the headers."""
+    with open_input(path) as container:
+        return describe_container(container, path, scan)
+
+
+def describe_container(container, path, scan: bool = False) -> VideoInfo:
+    stream = video_stream(container)
+    cc = stream.codec_context
+    pix_fmt = cc.format.name if cc.format else (cc.pix_fmt or "unknown")
+    colour = source_colour(cc.colorspace, cc.color_range, cc.color_primaries, cc.color_trc,
+                           pix_fmt, cc.width, cc.height)
+    orientation = "none"
+    try:
+        first = next(container.decode(stream), None)
+        if first is not None:
+            orientation = frame_orientation(first)
+        container.seek(0, stream=stream)
+    except av.error.FFmpegError as err:
+        raise InputError(f"cannot decode {path}: {err}; the file looks damaged") from None
+    tb = Fraction(stream.time_base.numerator, stream.time_base.denominator)
+    fps = _rate(stream.guessed_rate) or _rate(stream.average_rate) or Fraction(25)
+    avg = _rate(stream.average_rate)
+    duration = container.duration / 1e6 if container.duration else None
+    vduration = float(stream.duration * tb) if stream.duration else duration
+    start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+    if scan:
+        pts = scan_video_packets(container, stream)
+        count, exact, vfr = len(pts), True, is_vfr_from_pts(pts)
+    else:
+        exact = bool(stream.frames)
+        count = stream.frames or (round(vduration * float(avg or fps)) if vduration else 0)
+        vfr = None if avg is None else abs(float(avg) - float(fps)) > 0.01 * float(fps)
+    w, h = (cc.height, cc.width) if swaps_axes(orientation) else (cc.width, cc.height)
+    audio = []
+    for a in container.streams.audio:
+        acc = a.codec_context
+        atb = a.time_base
+        audio.append(AudioInfo(
+            index=a.index, codec=acc.name, sample_rate=acc.sample_rate, channels=acc.channels,
+            layout=acc.layout.name if acc.layout else "", bit_rate=acc.bit_rate or None,
+            duration=float(a.duration * atb) if a.duration and atb else None,
+            language=a.language))
+    return VideoInfo(
+        path=str(path), format=container.format.name, size_bytes=container.size,
+        bit_rate=container.bit_rate or None, duration=duration, stream_index=stream.index,
+        codec=cc.name, profile=cc.profile, pix_fmt=pix_fmt, width=w, height=h,
+        coded_width=cc.width, coded_height=cc.height, orientation=orientation, fps=fps,
+        avg_fps=avg, time_base=tb, start_time=start, frame_count=count,
+        frame_count_exact=exact, vfr=vfr, colour=colour,
+        colour_tags={"matrix": SPACE_NAMES.get(cc.colorspace, str(cc.colorspace)),
+                     "range": RANGE_NAMES.get(cc.color_range, str(cc.color_range)),
+                     "primaries": PRIMARIES_NAMES.get(cc.color_primaries, str(cc.color_primaries)),
+                     "transfer": TRC_NAMES.get(cc.color_trc, str(cc.color_trc))},
+        audio=audio)

@@ -1,0 +1,299 @@
+"""Streaming video writer: RGB frames in, an encoded file with the source's timing and audio out.
+
+* Encoders by name: libx264 (default), libx265, ffv1 (lossless), h264_nvenc/hevc_nvenc when the
+  machine has an NVIDIA GPU, or anything else this FFmpeg build has (plain options only).
+* RGB is converted to YUV with the matrix and range the stream is tagged with (BT.709 TV range by
+  default), so colours round-trip exactly (to within 4:2:0 + rounding).
+* Each frame keeps its source pts/time_base, so variable-frame-rate video keeps its timing.
+* Odd sizes with a 4:2:0/4:2:2 pixel format are padded (edge pixels repeated) or cropped by one.
+* The file is written under a temporary name next to the target and renamed on success only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from ..errors import OutputError
+from ..files import atomic_output
+from .audio import AudioMux, AudioPlan
+from .colour import Colour, output_colour
+from .frame import FrameRecord
+
+log = logging.getLogger(__name__)
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow", "placebo")
+_NVENC_PRESET = {"ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3",
+                 "fast": "p3", "medium": "p4", "slow": "p5", "slower": "p6", "veryslow": "p7",
+                 "placebo": "p7"}
+# codec -> default pixel format and how it takes quality/speed settings
+_ENCODERS = {
+    "libx264": ("yuv420p", "crf", "x264"),
+    "libx265": ("yuv420p", "crf", "x264"),
+    "libx264rgb": ("rgb24", "crf", "x264"),
+    "ffv1": ("yuv444p", None, None),
+    "h264_nvenc": ("yuv420p", "cq", "nvenc"),
+    "hevc_nvenc": ("yuv420p", "cq", "nvenc"),
+    "av1_nvenc": ("yuv420p", "cq", "nvenc"),
+    "libsvtav1": ("yuv420p", "crf", None),
+    "libvpx-vp9": ("yuv420p", "crf", None),
+}
+KNOWN_ENCODERS = tuple(_ENCODERS)
+
+
+@dataclass
+class EncodeOptions:
+    """What the user chooses about the video stream (``videoinv edit --codec ...``)."""
+
+    codec: str = "libx264"
+    crf: int | None = None  # default 18 for CRF encoders
+    preset: str | None = None  # default "medium" (x264 names; mapped to p1..p7 for NVENC)
+    pix_fmt: str | None = None  # default per codec (yuv420p; yuv444p for ffv1)
+    matrix: str = "bt709"
+    range: str = "tv"
+    odd: str = "pad"  # "pad" | "crop": what to do with odd sizes in 4:2:0/4:2:2
+    threads: bool = True
+    extra: dict = field(default_factory=dict)  # raw encoder options
+
+
+def available_encoders() -> list[str]:
+    return [c for c in KNOWN_ENCODERS if c in av.codecs_available]
+
+
+def check_encoder(codec: str) -> None:
+    """Refuse an encoder this FFmpeg build (PyAV's) does not have."""
+    if codec not in av.codecs_available:
+        raise OutputError(f"encoder {codec!r} is not in this FFmpeg build; "
+                          f"available: {', '.join(available_encoders())}")
+    try:
+        is_video = av.codec.Codec(codec, "w").type == "video"
+    except av.error.FFmpegError:
+        is_video = False
+    if not is_video:
+        raise OutputError(f"{codec!r} is not a video encoder; use one of {', '.join(available_encoders())}")
+
+
+def encoder_settings(opts: EncodeOptions) -> tuple[str, dict[str, str]]:
+    """The pixel format and FFmpeg encoder options for ``opts`` (CRF, preset, extras)."""
+    codec = opts.codec
+    default_fmt, quality_key, preset_kind = _ENCODERS.get(codec, ("yuv420p", None, None))
+    options: dict[str, str] = {}
+    if quality_key:
+        options[quality_key] = str(18 if opts.crf is None else opts.crf)
+    elif opts.crf is not None:
+        log.warning("%s has no CRF setting; --crf %s is ignored", codec, opts.crf)
+    preset = opts.preset or ("medium" if preset_kind else None)
+    if preset_kind == "x264":
+        if preset not in X264_PRESETS:
+            raise OutputError(f"unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
+        options["preset"] = preset
+    elif preset_kind == "nvenc":
+        options["preset"] = _NVENC_PRESET.get(preset, preset)
+        options["rc"] = "vbr"
+        options["b"] = "0"
+    elif preset is not None:
+        options["preset"] = preset
+    if codec == "libvpx-vp9":
+        options["b"] = "0"  # constant quality
+    options.update({str(k): str(v) for k, v in opts.extra.items()})
+    return opts.pix_fmt or default_fmt, options
+
+
+def _chroma_even(pix_fmt: str) -> tuple[bool, bool]:
+    """Whether width / height must be even for this pixel format (subsampled chroma)."""
+    fmt = av.VideoFormat(pix_fmt, 64, 64)
+    return fmt.chroma_width(64) < 64, fmt.chroma_height(64) < 64
+
+
+def encoded_size(width: int, height: int, pix_fmt: str, odd: str = "pad") -> tuple[int, int]:
+    """The size a ``width x height`` picture is stored at: subsampled chroma needs even sizes,
+    reached by padding (``odd="pad"``, edge pixels repeated) or cropping one pixel (logged)."""
+    if odd not in ("pad", "crop"):
+        raise OutputError(f"--odd takes pad or crop, not {odd!r}")
+    even_w, even_h = _chroma_even(pix_fmt)
+    step = -1 if odd == "crop" else 1
+    w = width + (step if even_w and width % 2 else 0)
+    h = height + (step if even_h and height % 2 else 0)
+    if (w, h) != (width, height):
+        verb = "cropping" if odd == "crop" else "padding (edge pixels repeated)"
+        log.warning("%dx%d has an odd side and %s needs even sizes: %s to %dx%d", width, height,
+                    pix_fmt, verb, w, h)
+    return w, h
+
+
+class Writer:
+    """Write :class:`FrameRecord` images to ``path``.
+
+    ``width``/``height``: the size of the frames that will be written (RGB, upright);
+    ``time_base``: timestamps of the records are expressed in it (the source's);
+    ``rate``: nominal frame rate (for the container header and rate control);
+    ``source_colour``: the source's :class:`Colour` (primaries/transfer are kept);
+    ``audio``: an :class:`AudioPlan`, or None for no audio;
+    ``inputs``: files the output must never replace;
+    ``offset``: seconds subtracted from every timestamp (video and audio), e.g. the start of a
+    trimmed range so that the output starts at 0.
+    Use as a context manager: the output appears on a clean exit only.
+    """
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, time_base: Fraction,
+                 rate: Fraction, options: EncodeOptions | None = None,
+                 source_colour: Colour | None = None, audio: AudioPlan | None = None,
+                 inputs=(), overwrite: bool = False, offset: Fraction = Fraction(0)):
+        self.options = options or EncodeOptions()
+        self.path = str(path)
+        self.offset = Fraction(offset)
+        self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite)
+        self.tmp = self._atomic.__enter__()
+        self._closed = False
+        try:
+            self._open(width, height, Fraction(time_base), Fraction(rate), source_colour, audio)
+        except BaseException as err:
+            self.abort(err)
+            raise
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _open(self, width, height, time_base, rate, source_colour, audio) -> None:
+        check_encoder(self.options.codec)
+        pix_fmt, options = encoder_settings(self.options)
+        self.colour = output_colour(source_colour, self.options.matrix, self.options.range, pix_fmt)
+        self.src_size = (width, height)
+        self.size = encoded_size(width, height, pix_fmt, self.options.odd)
+        try:
+            self.container = av.open(str(self.tmp), "w", format=container_format(self.path))
+        except (av.error.FFmpegError, ValueError) as err:
+            raise OutputError(f"cannot write {self.path}: {err}; use a .mp4, .mkv, .mov or .webm name") from None
+        stream = self.container.add_stream(self.options.codec, rate=rate)
+        stream.width, stream.height = self.size
+        stream.pix_fmt = pix_fmt
+        stream.time_base = time_base
+        cc = stream.codec_context
+        cc.time_base = time_base
+        cc.colorspace = self.colour.space_tag
+        cc.color_range = self.colour.range_tag
+        cc.color_primaries = self.colour.primaries
+        cc.color_trc = self.colour.trc
+        if self.options.threads:
+            cc.thread_type = "AUTO"
+        stream.options = options
+        self.stream = stream
+        self.time_base = time_base
+        self.rate = rate
+        self.audio = AudioMux(self.container, audio) if audio is not None else None
+        try:
+            self.container.start_encoding()
+        except av.error.FFmpegError as err:
+            hint = "no NVIDIA GPU/driver here? " if "nvenc" in self.options.codec else ""
+            raise OutputError(f"cannot start encoding {self.path} with {self.options.codec} "
+                              f"({pix_fmt}, {options}): {err.strerror}; {hint}"
+                              "try another --codec, --pix-fmt or output extension") from None
+        self._convert = {} if self.colour.matrix == "rgb" else dict(
+            dst_colorspace=self.colour.sws_matrix, src_color_range=2,
+            dst_color_range=self.colour.range_tag,
+            interpolation=av.video.reformatter.Interpolation.BILINEAR
+            | av.video.reformatter.Interpolation.ACCURATE_RND)
+        self._last_pts: int | None = None
+        self._end_pts: int | None = None
+        self._shift = round(self.offset / self.time_base)
+        self.frames_written = 0
+
+    # -- writing --------------------------------------------------------------------------------
+    def write(self, record: FrameRecord) -> None:
+        """Encode one frame at its own timestamp."""
+        image = record.image
+        if (image.shape[1], image.shape[0]) != self.src_size or image.dtype != np.uint8:
+            raise OutputError(f"frame {record.index} is {image.shape[1]}x{image.shape[0]} {image.dtype}, "
+                              f"the writer expects {self.src_size[0]}x{self.src_size[1]} uint8")
+        image = self._fit(image)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame = frame.reformat(format=self.stream.pix_fmt, **self._convert)
+        pts = self._pts(record)
+        frame.pts = pts
+        frame.time_base = self.time_base
+        duration = round(record.duration * record.time_base / self.time_base) if record.duration else 0
+        if duration:
+            frame.duration = duration
+        self._end_pts = pts + (duration or round(1 / (self.rate * self.time_base)))
+        self._mux(self.stream.encode(frame))
+        self.frames_written += 1
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        w, h = self.size
+        sw, sh = self.src_size
+        if (w, h) == (sw, sh):
+            return image
+        image = image[:min(h, sh), :min(w, sw)]
+        if w > sw or h > sh:
+            image = np.pad(image, ((0, h - image.shape[0]), (0, w - image.shape[1]), (0, 0)), mode="edge")
+        return image
+
+    def _pts(self, record: FrameRecord) -> int:
+        pts = record.pts if record.time_base == self.time_base else round(
+            record.pts * Fraction(record.time_base) / self.time_base)
+        pts -= self._shift
+        if self._last_pts is not None and pts <= self._last_pts:
+            log.warning("frame %d has a timestamp that does not increase (%d after %d); moved to %d",
+                        record.index, pts, self._last_pts, self._last_pts + 1)
+            pts = self._last_pts + 1
+        self._last_pts = pts
+        return pts
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if self.audio is not None and packet.dts is not None:
+                self.audio.feed_until(float(packet.dts * packet.time_base))
+            self.container.mux(packet)
+
+    # -- finishing ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Flush the encoder, finish the audio, close the file and move it into place."""
+        if self._closed:
+            return
+        try:
+            self._mux(self.stream.encode(None))
+            if self.audio is not None:
+                end = float(self._end_pts * self.time_base) if self._end_pts is not None else None
+                self.audio.finish(end)
+            self.container.close()
+        except BaseException as err:
+            self.abort(err)
+            raise
+        self._closed = True
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self, err: BaseException | None = None) -> None:
+        """Discard the output (nothing is left under the target name or the temporary one)."""
+        if self._closed:
+            return
+        self._closed = True
+        for thing in (getattr(self, "audio", None), getattr(self, "container", None)):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception:  # noqa: BLE001 - the file is being discarded anyway
+                    pass
+        exc = err if err is not None else KeyboardInterrupt()
+        try:
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+        except BaseException:  # the context manager re-raises what it was given
+            pass
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc)
+
+
+def container_format(path: str | os.PathLike) -> str | None:
+    """The muxer for the target's extension (the temporary name ends in .partial.<ext> too)."""
+    ext = os.path.splitext(str(path))[1].lower().lstrip(".")
+    return {"mkv": "matroska", "mka": "matroska", "m4v": "mp4", "ts": "mpegts", "yuv": None}.get(ext, ext or None)
