@@ -24,7 +24,7 @@ converts option values, with errors that list the valid names.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ChainError
 
@@ -41,6 +41,7 @@ class Arg:
     key: str | None
     items: tuple[str, ...]
     seps: tuple[str, ...] = ()
+    lead: str = field(default=":", compare=False)  # the separator written before it (":", "|", "+")
 
     @property
     def text(self) -> str:
@@ -65,7 +66,12 @@ class StageCall:
     args: tuple[Arg, ...] = ()
 
     def __str__(self) -> str:
-        return self.name if not self.args else self.name + "=" + ":".join(map(str, self.args))
+        if not self.args:
+            return self.name
+        text = self.name + "=" + str(self.args[0])
+        for arg in self.args[1:]:
+            text += (arg.lead if arg.key is not None else ":") + str(arg)
+        return text
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ def _find_eq(chars) -> int | None:
 
 
 def _parse_args(chars, spec: str) -> tuple[Arg, ...]:
-    args: list[list] = []  # [key, items, seps]
+    args: list[list] = []  # [key, items, seps, lead]
     for group, _ in _split(chars, ":"):
         for n, (piece, sep) in enumerate(_split(group, LIST_SEPS)):
             eq = _find_eq(piece)
@@ -145,13 +151,13 @@ def _parse_args(chars, spec: str) -> tuple[Arg, ...]:
                 if _find_eq(value) is not None:
                     raise ChainError(f"unexpected '=' in {_strip(piece)!r} in chain {spec!r}; "
                                      "separate options with ':' or escape it as \\=")
-                args.append([_name(piece[:eq], "option", spec), [_strip(value)], []])
+                args.append([_name(piece[:eq], "option", spec), [_strip(value)], [], sep or ":"])
             elif n == 0:
-                args.append([None, [_strip(piece)], []])
+                args.append([None, [_strip(piece)], [], ":"])
             else:
                 args[-1][1].append(_strip(piece))
                 args[-1][2].append(sep)
-    return tuple(Arg(k, tuple(items), tuple(seps)) for k, items, seps in args)
+    return tuple(Arg(k, tuple(items), tuple(seps), lead) for k, items, seps, lead in args)
 
 
 def parse_chain(spec: str | Chain) -> Chain:

@@ -226,7 +226,8 @@ def _probe_table(info):
         ("rotation", rotation),
         ("frame rate", f"{float(info.fps):.3f} fps ({info.fps.numerator}/{info.fps.denominator}), {vfr}"
                        + (f", average {float(info.avg_fps):.3f}" if info.avg_fps else "")),
-        ("frames", f"{info.frame_count}{exact}"),
+        ("frames", f"{info.frame_count}{exact}" + (
+            f"; TRUNCATED: the last {info.missing_frames} are missing" if info.missing_frames else "")),
         ("time base", f"{info.time_base.numerator}/{info.time_base.denominator}, "
                       f"video starts at {info.start_time:.3f} s"),
         ("colour tags", ", ".join(f"{k} {v}" for k, v in info.colour_tags.items())),

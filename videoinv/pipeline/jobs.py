@@ -45,10 +45,13 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> AudioPlan | N
 def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str | Chain = "copy", *,
                start=None, end=None, encode: EncodeOptions | None = None, audio: str = "copy",
                overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
-               on_frame: Callable[[FrameRecord], None] | None = None,
+               passthrough: bool = True, on_frame: Callable[[FrameRecord], None] | None = None,
                on_start: Callable[[Reader], None] | None = None) -> dict:
     """Run ``chain`` over every frame of ``input`` (or the ``start``-``end`` range) and write
     ``output`` with the source's timing and audio. Returns a summary dict.
+
+    ``passthrough``: frames no stage changed are encoded from the decoded picture (no RGB round
+    trip) when the output's colour and size allow; False sends every frame through RGB.
 
     ``on_start(reader)`` is called once the input is open (e.g. to size a progress bar);
     ``on_frame(record)`` after each frame is written.
@@ -63,13 +66,15 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         trimmed = reader.start is not None
         writer: Writer | None = None
         try:
-            for record in pipeline.run(prefetch(reader.frames(), depth=2 * batch_size)):
+            # RGB is made on the decoding thread when some stage will look at the pictures
+            rgb = not (pipeline.is_identity and passthrough)
+            for record in pipeline.run(prefetch(reader.frames(rgb=rgb), depth=2 * batch_size)):
                 if writer is None:
                     # a trimmed range starts at 0 in the output; otherwise timestamps are kept
                     offset = record.pts * info.time_base if trimmed else Fraction(0)
-                    writer = Writer(output, record.size[0], record.size[1], info.time_base, info.fps,
-                                    encode, info.colour, _audio_plan(audio, reader, record),
-                                    inputs=[input, *audio_inputs], overwrite=overwrite, offset=offset)
+                    writer = Writer(output, info.width, info.height, info.time_base, info.fps, encode,
+                                    info, _audio_plan(audio, reader, record), inputs=[input, *audio_inputs],
+                                    overwrite=overwrite, offset=offset, passthrough=passthrough)
                 writer.write(record)
                 if on_frame is not None:
                     on_frame(record)
@@ -81,6 +86,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                 writer.abort(err)
             raise
         return {"input": str(input), "output": str(output), "frames": writer.frames_written,
+                "passed_through": writer.frames_passed_through,
                 "width": writer.size[0], "height": writer.size[1], "codec": writer.options.codec,
                 "audio": "none" if writer.audio is None else ("copied" if all(
                     t.copy for t in writer.audio.tracks) else "re-encoded")}
@@ -93,12 +99,23 @@ def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Ch
     ffmpeg pipe. Returns the number of frames written."""
     reader = RawFrameReader(instream, size[0], size[1], parse_rate(rate), pix_fmt)
     writer = RawFrameWriter(outstream, pix_fmt)
+    short_read: InputError | None = None
+
+    def frames():
+        nonlocal short_read
+        try:
+            yield from reader
+        except InputError as err:  # a partial last frame: finish the complete ones first
+            short_read = err
+
     with Pipeline(chain, batch_size=batch_size) as pipeline:
-        for record in pipeline.run(reader):
+        for record in pipeline.run(frames()):
             writer.write(record)
             if on_frame is not None:
                 on_frame(record)
     writer.flush()
+    if short_read is not None:
+        raise short_read
     return writer.frames_written
 
 

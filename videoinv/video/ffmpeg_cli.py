@@ -44,7 +44,7 @@ def ffmpeg_binary(name: str = "ffmpeg") -> str:
 def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg") -> list[str]:
     """ffmpeg argv that writes the input's frames as raw rgb24 to stdout, one per source frame."""
     colour = info.colour
-    scale = "out_range=pc:flags=bilinear+accurate_rnd"
+    scale = "out_range=pc:flags=bilinear+full_chroma_int+accurate_rnd"
     if colour.matrix != "rgb":
         scale = f"in_color_matrix={colour.matrix}:in_range={colour.range}:" + scale
     stream = ffmpeg.input(source).video.filter("scale", **dict(kv.split("=") for kv in scale.split(":")))
@@ -71,7 +71,7 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     kwargs.update({f"{k}:v" if k in ("b",) else k: v for k, v in codec_opts.items()})
     if colour.matrix != "rgb":
         video = video.filter("scale", out_color_matrix=colour.matrix, out_range=colour.range,
-                             flags="bilinear+accurate_rnd")
+                             flags="bilinear+full_chroma_inp+accurate_rnd")
         kwargs.update(colorspace=SPACE_NAMES[colour.space_tag], color_range=colour.range)
     kwargs.update(color_primaries=PRIMARIES_NAMES.get(colour.primaries, "bt709"),
                   color_trc=TRC_NAMES.get(colour.trc, "bt709"))

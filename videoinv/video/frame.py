@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any, Callable
 
 import numpy as np
 
 
-@dataclass
 class FrameRecord:
     """One video frame and what the stages learn about it.
 
@@ -17,14 +16,54 @@ class FrameRecord:
     ``image``: ``[H,W,3]`` uint8 RGB, upright (rotation metadata applied), C-contiguous;
     ``duration``: display duration in ``time_base`` units when the source knows it;
     ``faces``: filled by the face stages (one entry per tracked face).
+
+    A record read from a video also keeps the decoded frame (``source``); its RGB ``image`` is
+    made on first use and is **read-only**. A stage that changes the picture assigns a new array
+    (``record.image = edited``); records whose picture no stage replaced are encoded from the
+    decoded frame directly, with no RGB round trip (see ``Writer``).
     """
 
-    index: int
-    pts: int
-    time_base: Fraction
-    image: np.ndarray
-    duration: int | None = None
-    faces: list = field(default_factory=list)
+    __slots__ = ("index", "pts", "time_base", "duration", "faces", "_image", "_source", "_to_rgb",
+                 "modified")
+
+    def __init__(self, index: int, pts: int, time_base: Fraction, image: np.ndarray | None = None,
+                 duration: int | None = None, faces: list | None = None, source: Any = None,
+                 to_rgb: Callable[[Any], np.ndarray] | None = None):
+        if image is None and (source is None or to_rgb is None):
+            raise ValueError("a FrameRecord needs an image, or a source frame and its converter")
+        self.index = index
+        self.pts = pts
+        self.time_base = time_base
+        self.duration = duration
+        self.faces = [] if faces is None else faces
+        self._image = image
+        self._source = source
+        self._to_rgb = to_rgb
+        self.modified = False
+
+    @property
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            image = self._to_rgb(self._source)
+            image.flags.writeable = False
+            self._image = image
+        return self._image
+
+    @image.setter
+    def image(self, value: np.ndarray) -> None:
+        self._image = value
+        self._source = None
+        self.modified = True
+
+    @property
+    def source(self) -> Any:
+        """The decoded frame this record's picture still equals, or None."""
+        return self._source
+
+    def load(self) -> FrameRecord:
+        """Make the RGB image now (e.g. on a worker thread); returns the record."""
+        _ = self.image
+        return self
 
     @property
     def time(self) -> float:
@@ -33,5 +72,8 @@ class FrameRecord:
 
     @property
     def size(self) -> tuple[int, int]:
-        """``(width, height)``."""
+        """``(width, height)`` of the RGB image."""
         return self.image.shape[1], self.image.shape[0]
+
+    def __repr__(self) -> str:
+        return f"FrameRecord(index={self.index}, pts={self.pts}, time_base={self.time_base}, faces={len(self.faces)})"

@@ -89,6 +89,8 @@ class VideoInfo:
     start_time: float
     frame_count: int
     frame_count_exact: bool
+    missing_frames: int  # frames the file's index lists but its data no longer holds (truncated)
+    intact_until: float | None  # with missing frames: the time (from the start) where data ends
     vfr: bool | None
     colour: Colour
     colour_tags: dict
@@ -147,6 +149,16 @@ def scan_video_packets(container, stream, until_pts: int | None = None,
     return sorted(pts)
 
 
+def missing_packets(container, stream) -> list[int]:
+    """Timestamps of the stream's indexed packets that lie (partly) beyond the end of the file:
+    a file cut short keeps its index (MP4 with the index at the front) but loses the data."""
+    size = container.size
+    entries = stream.index_entries or []
+    if not size:
+        return []
+    return [e.timestamp for e in entries if e.pos >= 0 and e.pos + e.size > size]
+
+
 def is_vfr_from_pts(pts: list[int]) -> bool:
     """Whether frame intervals differ by more than 1% (and one tick) from each other."""
     if len(pts) < 3:
@@ -183,6 +195,7 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
     duration = container.duration / 1e6 if container.duration else None
     vduration = float(stream.duration * tb) if stream.duration else duration
     start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+    missing = missing_packets(container, stream)
     if scan:
         pts = scan_video_packets(container, stream)
         count, exact, vfr = len(pts), True, is_vfr_from_pts(pts)
@@ -206,7 +219,8 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
         codec=cc.name, profile=cc.profile, pix_fmt=pix_fmt, width=w, height=h,
         coded_width=cc.width, coded_height=cc.height, orientation=orientation, fps=fps,
         avg_fps=avg, time_base=tb, start_time=start, frame_count=count,
-        frame_count_exact=exact, vfr=vfr, colour=colour,
+        frame_count_exact=exact, missing_frames=len(missing),
+        intact_until=float(min(missing) * tb) - start if missing else None, vfr=vfr, colour=colour,
         colour_tags={"matrix": SPACE_NAMES.get(cc.colorspace, str(cc.colorspace)),
                      "range": RANGE_NAMES.get(cc.color_range, str(cc.color_range)),
                      "primaries": PRIMARIES_NAMES.get(cc.color_primaries, str(cc.color_primaries)),

@@ -26,7 +26,8 @@ from .timing import TimePoint
 
 log = logging.getLogger(__name__)
 
-_SWS_FLAGS = av.video.reformatter.Interpolation.BILINEAR | av.video.reformatter.Interpolation.ACCURATE_RND
+_SWS_FLAGS = (av.video.reformatter.Interpolation.BILINEAR | av.video.reformatter.Interpolation.FULL_CHR_H_INT
+              | av.video.reformatter.Interpolation.ACCURATE_RND)
 
 
 class Reader:
@@ -66,6 +67,26 @@ class Reader:
                                  dst_color_range=2, interpolation=_SWS_FLAGS)
         if colour.assumed:
             log.info("%s: colour tags missing, assuming %s", self.path, colour.describe())
+        if self.info.missing_frames:
+            self._check_truncation()
+
+    def _check_truncation(self) -> None:
+        """A file cut short: refuse (before any work) unless the range stays in the intact part
+        or the user asked to salvage what is there."""
+        info = self.info
+        intact = info.frame_count - info.missing_frames
+        end = self.end
+        inside = end is not None and (
+            (end.frame is not None and end.frame <= intact)
+            or (end.seconds is not None and info.intact_until is not None and end.seconds <= info.intact_until))
+        if self.salvage:
+            log.warning("%s is truncated: the last %d of %d frames are missing; keeping the rest",
+                        self.path, info.missing_frames, info.frame_count)
+        elif not inside:
+            self.container.close()
+            raise InputError(f"{self.path} is truncated: its last {info.missing_frames} of {info.frame_count} "
+                             "frames are missing (the file ends early); --salvage keeps the frames that "
+                             "are there")
 
     # -- context management ---------------------------------------------------------------------
     def close(self) -> None:
@@ -81,8 +102,11 @@ class Reader:
     def __iter__(self) -> Iterator[FrameRecord]:
         return self.frames()
 
-    def frames(self) -> Iterator[FrameRecord]:
-        """Decode the selected range and yield one record per frame, in presentation order."""
+    def frames(self, rgb: bool = True) -> Iterator[FrameRecord]:
+        """Decode the selected range and yield one record per frame, in presentation order.
+
+        With ``rgb=False`` the RGB image is made on first use of ``record.image`` (a consumer
+        that only passes frames on never pays for the conversion)."""
         threshold, base = self._seek()
         end_pts = self._pts_from_seconds(self.end.seconds) if self.end and self.end.seconds is not None else None
         end_index = self.end.frame if self.end else None
@@ -99,8 +123,9 @@ class Reader:
                 break
             last_pts = pts
             count += 1
-            yield FrameRecord(index=index, pts=pts, time_base=self._tb,
-                              image=self.to_rgb(frame), duration=frame.duration or None)
+            record = FrameRecord(index=index, pts=pts, time_base=self._tb, source=frame,
+                                 to_rgb=self.to_rgb, duration=frame.duration or None)
+            yield record.load() if rgb else record
 
     def batches(self, size: int) -> Iterator[list[FrameRecord]]:
         """The same frames in lists of ``size`` (the last one may be shorter)."""

@@ -22,8 +22,9 @@ import numpy as np
 from ..errors import OutputError
 from ..files import atomic_output
 from .audio import AudioMux, AudioPlan
-from .colour import Colour, output_colour
+from .colour import output_colour
 from .frame import FrameRecord
+from .probe import VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -133,34 +134,39 @@ class Writer:
     ``width``/``height``: the size of the frames that will be written (RGB, upright);
     ``time_base``: timestamps of the records are expressed in it (the source's);
     ``rate``: nominal frame rate (for the container header and rate control);
-    ``source_colour``: the source's :class:`Colour` (primaries/transfer are kept);
+    ``source``: the source's :class:`VideoInfo` (its primaries/transfer are kept; frames no
+    stage changed are encoded from the decoded picture when colour, size and orientation allow);
     ``audio``: an :class:`AudioPlan`, or None for no audio;
     ``inputs``: files the output must never replace;
     ``offset``: seconds subtracted from every timestamp (video and audio), e.g. the start of a
-    trimmed range so that the output starts at 0.
+    trimmed range so that the output starts at 0;
+    ``passthrough``: False sends every frame through RGB (even those no stage changed).
     Use as a context manager: the output appears on a clean exit only.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, time_base: Fraction,
                  rate: Fraction, options: EncodeOptions | None = None,
-                 source_colour: Colour | None = None, audio: AudioPlan | None = None,
-                 inputs=(), overwrite: bool = False, offset: Fraction = Fraction(0)):
+                 source: VideoInfo | None = None, audio: AudioPlan | None = None,
+                 inputs=(), overwrite: bool = False, offset: Fraction = Fraction(0),
+                 passthrough: bool = True):
         self.options = options or EncodeOptions()
         self.path = str(path)
         self.offset = Fraction(offset)
+        self._allow_passthrough = passthrough
         self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite)
         self.tmp = self._atomic.__enter__()
         self._closed = False
         try:
-            self._open(width, height, Fraction(time_base), Fraction(rate), source_colour, audio)
+            self._open(width, height, Fraction(time_base), Fraction(rate), source, audio)
         except BaseException as err:
             self.abort(err)
             raise
 
     # -- setup ----------------------------------------------------------------------------------
-    def _open(self, width, height, time_base, rate, source_colour, audio) -> None:
+    def _open(self, width, height, time_base, rate, source, audio) -> None:
         check_encoder(self.options.codec)
         pix_fmt, options = encoder_settings(self.options)
+        source_colour = source.colour if source is not None else None
         self.colour = output_colour(source_colour, self.options.matrix, self.options.range, pix_fmt)
         self.src_size = (width, height)
         self.size = encoded_size(width, height, pix_fmt, self.options.odd)
@@ -196,7 +202,15 @@ class Writer:
             dst_colorspace=self.colour.sws_matrix, src_color_range=2,
             dst_color_range=self.colour.range_tag,
             interpolation=av.video.reformatter.Interpolation.BILINEAR
+            | av.video.reformatter.Interpolation.FULL_CHR_H_INP
             | av.video.reformatter.Interpolation.ACCURATE_RND)
+        # frames no stage changed can skip the RGB round trip: same matrix and range (swscale
+        # converts YUV formats, not matrices), same size, nothing to rotate
+        self._passthrough = (
+            self._allow_passthrough and source is not None and source.orientation == "none" and self.colour.matrix != "rgb"
+            and source_colour.matrix == self.colour.matrix and source_colour.range == self.colour.range
+            and (source.coded_width, source.coded_height) == self.size == self.src_size)
+        self.frames_passed_through = 0
         self._last_pts: int | None = None
         self._end_pts: int | None = None
         self._shift = round(self.offset / self.time_base)
@@ -205,13 +219,10 @@ class Writer:
     # -- writing --------------------------------------------------------------------------------
     def write(self, record: FrameRecord) -> None:
         """Encode one frame at its own timestamp."""
-        image = record.image
-        if (image.shape[1], image.shape[0]) != self.src_size or image.dtype != np.uint8:
-            raise OutputError(f"frame {record.index} is {image.shape[1]}x{image.shape[0]} {image.dtype}, "
-                              f"the writer expects {self.src_size[0]}x{self.src_size[1]} uint8")
-        image = self._fit(image)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        frame = frame.reformat(format=self.stream.pix_fmt, **self._convert)
+        if self._passthrough and record.source is not None:
+            frame = self._from_source(record.source)
+        else:
+            frame = self._from_rgb(record)
         pts = self._pts(record)
         frame.pts = pts
         frame.time_base = self.time_base
@@ -221,6 +232,25 @@ class Writer:
         self._end_pts = pts + (duration or round(1 / (self.rate * self.time_base)))
         self._mux(self.stream.encode(frame))
         self.frames_written += 1
+
+    def _from_rgb(self, record: FrameRecord) -> av.VideoFrame:
+        image = record.image
+        if (image.shape[1], image.shape[0]) != self.src_size or image.dtype != np.uint8:
+            raise OutputError(f"frame {record.index} is {image.shape[1]}x{image.shape[0]} {image.dtype}, "
+                              f"the writer expects {self.src_size[0]}x{self.src_size[1]} uint8")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(image)), format="rgb24")
+        return frame.reformat(format=self.stream.pix_fmt, **self._convert)
+
+    def _from_source(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The decoded picture itself, in the output's pixel format (no RGB round trip)."""
+        if frame.format.name != self.stream.pix_fmt:
+            rng = self.colour.range_tag
+            frame = frame.reformat(format=self.stream.pix_fmt, src_colorspace=self.colour.sws_matrix,
+                                   dst_colorspace=self.colour.sws_matrix, src_color_range=rng,
+                                   dst_color_range=rng)
+        frame.pict_type = av.video.frame.PictureType.NONE  # libx264 would copy the source's GOP
+        self.frames_passed_through += 1
+        return frame
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         w, h = self.size

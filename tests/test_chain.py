@@ -1,0 +1,251 @@
+"""The chain spec parser, option binding, the stage registry and plugins."""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from videoinv.chain import Arg, Chain, StageCall, bind_options, build_stages, parse_chain
+from videoinv.errors import ChainError
+from videoinv.pipeline.runner import Pipeline
+from videoinv.pipeline.stage import Param, Stage, parse_bool
+from videoinv.registry import Registry
+from videoinv.video.frame import FrameRecord
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_examples() -> list[str]:
+    blocks = re.findall(r"```chain\n(.*?)```", README.read_text(), flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_has_examples():
+    assert len(readme_examples()) >= 4
+
+
+@pytest.mark.parametrize("example", readme_examples())
+def test_readme_examples_round_trip(example):
+    chain = parse_chain(example)
+    assert parse_chain(str(chain)) == chain
+    if "'" not in example:  # quotes are printed as backslash escapes (where needed at all)
+        assert str(chain) == example
+
+
+def test_structure_of_the_main_example():
+    chain = parse_chain("detect=every=5,align=smooth=3,edit=age=2|smile=1,blend=segments=mouth+eyes")
+    assert [s.name for s in chain.stages] == ["detect", "align", "edit", "blend"]
+    assert chain.stages[0].args == (Arg("every", ("5",)),)
+    assert chain.stages[2].args == (Arg("age", ("2",)), Arg("smile", ("1",)))  # | starts a new option
+    assert chain.stages[3].args == (Arg("segments", ("mouth", "eyes"), ("+",)),)
+
+
+def test_quoting_and_escaping():
+    chain = parse_chain(r"edit=direction='dirs/my age:v2,x.npy':note=a\,b\=c")
+    args = chain.stages[0].args
+    assert args[0] == Arg("direction", ("dirs/my age:v2,x.npy",))
+    assert args[1] == Arg("note", ("a,b=c",))
+    assert parse_chain(str(chain)) == chain
+
+
+def test_whitespace_around_names_is_ignored():
+    assert parse_chain(" detect = every = 5 , copy ") == parse_chain("detect=every=5,copy")
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("", "empty"),
+    ("copy,,copy", "stage 2"),
+    ("copy,", "stage 2"),
+    ("9lives", "bad stage name"),
+    ("detect=every==5", "unexpected '='"),
+    ("edit='open", "unterminated quote"),
+    ("edit=x\\", "lone backslash"),
+    ("a=b c=d=e", "unexpected '='"),
+])
+def test_syntax_errors_are_chain_errors(bad, words):
+    with pytest.raises(ChainError, match=re.escape(words)):
+        parse_chain(bad)
+
+
+# -- hypothesis: the parser never fails with anything but its own error -----------------------
+@settings(max_examples=600, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab1_-=,:|+'\\ \t\n=é")) | st.characters(), max_size=60))
+def test_fuzz_parser_raises_only_chain_error(text):
+    try:
+        chain = parse_chain(text)
+    except ChainError as err:
+        assert "\n" not in str(err)
+    else:
+        assert parse_chain(str(chain)) == chain
+
+
+NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,6}", fullmatch=True)
+ITEMS = st.text(max_size=8)
+
+
+@st.composite
+def chains(draw):
+    stages = []
+    for _ in range(draw(st.integers(1, 4))):
+        args = []
+        for i in range(draw(st.integers(0, 3))):
+            items = tuple(draw(st.lists(ITEMS, min_size=1, max_size=3)))
+            seps = tuple(draw(st.sampled_from("|+")) for _ in items[1:])
+            key = draw(NAMES) if (i > 0 and args and args[-1].key) or draw(st.booleans()) else None
+            args.append(Arg(key, items, seps))
+        stages.append(StageCall(draw(NAMES), tuple(args)))
+    return Chain(tuple(stages))
+
+
+@settings(max_examples=400, deadline=None)
+@given(chains())
+def test_any_chain_prints_to_text_that_parses_back(chain):
+    assert parse_chain(str(chain)) == chain
+
+
+# -- resolution against a registry ------------------------------------------------------------
+class Blur(Stage):
+    """Blur the frame (a test stage)."""
+
+    name = "blur"
+    params = (Param("radius", int, 3, "pixels"), Param("mode", str, "box", choices=("box", "gauss")),
+              Param("channels", str, ["r", "g", "b"], multiple=True), Param("fast", parse_bool, False))
+
+    def __init__(self, radius, mode, channels, fast):
+        self.options = dict(radius=radius, mode=mode, channels=channels, fast=fast)
+
+
+class Tag(Stage):
+    """Takes any names (like edit directions)."""
+
+    name = "tag"
+    params = (Param("strength", float, 1.0),)
+    extra_keys = True
+
+    def __init__(self, strength, extras):
+        self.strength, self.extras = strength, extras
+
+
+def _registry() -> Registry:
+    registry = Registry(group=None)
+    registry.add_stage(Blur)
+    registry.add_stage(Tag)
+    return registry
+
+
+def test_options_bind_by_position_and_name_with_defaults():
+    stages = build_stages("blur=7:gauss:fast=yes,blur=channels=r+g", _registry())
+    assert stages[0].options == {"radius": 7, "mode": "gauss", "channels": ["r", "g", "b"], "fast": True}
+    assert stages[1].options["channels"] == ["r", "g"] and stages[1].options["radius"] == 3
+
+
+def test_copy_gives_no_stages():
+    assert build_stages("copy") == []
+    assert Pipeline("copy").is_identity
+
+
+def test_extra_keys_are_handed_over():
+    (tag,) = build_stages("tag=age=2|smile=1:strength=0.5", _registry())
+    assert tag.strength == 0.5
+    assert {k: v.text for k, v in tag.extras.items()} == {"age": "2", "smile": "1"}
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("warp=1", ["unknown stage 'warp'", "blur", "copy", "tag"]),
+    ("blur=size=3", ["no option 'size'", "radius, mode, channels, fast"]),
+    ("blur=radius=x", ["radius", "'x'", "int"]),
+    ("blur=mode=median", ["mode", "box, gauss"]),
+    ("blur=1:box:r:no:9", ["at most 4 positional"]),
+    ("blur=radius=1:radius=2", ["given twice"]),
+    ("copy=1", ["copy takes at most 0"]),
+])
+def test_resolution_errors_name_the_valid_choices(spec, words):
+    with pytest.raises(ChainError) as info:
+        build_stages(spec, _registry())
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeypatch):
+    """A real installed plugin: a module plus a dist-info with an entry point on sys.path."""
+    (tmp_path / "vi_plug.py").write_text(textwrap.dedent('''
+        from videoinv.pipeline.stage import Stage, Param
+
+        class Invert(Stage):
+            """Invert colours."""
+            name = "invert"
+            params = (Param("amount", float, 1.0),)
+            def __init__(self, amount):
+                self.amount = amount
+            def process(self, batch):
+                for r in batch:
+                    r.image = 255 - r.image
+                return batch
+
+        def register(registry):
+            registry.add_stage(Invert)
+
+        def broken(registry):
+            raise ImportError("needs torchvision")
+    '''))
+    dist = tmp_path / "vi_plug-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vi-plug\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[videoinv.plugins]\ninvert = vi_plug:register\nfancy = vi_plug:broken\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry()
+    assert "invert" in registry.names("stage")
+    assert registry.origin("stage", "invert").startswith("plugin invert")
+    assert "fancy" in registry.failed and "torchvision" in registry.failed["fancy"]
+    with pytest.raises(ChainError, match="plugin fancy failed to load"):
+        registry.stage("fancy")
+    import numpy as np
+
+    pipeline = Pipeline("invert=amount=1", registry=registry, batch_size=2)
+    frames = [FrameRecord(i, i, 1, np.full((2, 2, 3), 10 * i, np.uint8)) for i in range(5)]
+    out = list(pipeline.run(frames))
+    assert [r.index for r in out] == list(range(5))
+    assert [int(r.image[0, 0, 0]) for r in out] == [255, 245, 235, 225, 215]
+    sys.modules.pop("vi_plug", None)
+
+
+class Delay(Stage):
+    """Holds back two frames (like a smoothing look-ahead)."""
+
+    name = "delay"
+
+    def __init__(self):
+        self.held = []
+
+    def process(self, batch):
+        self.held += batch
+        out, self.held = self.held[:-2], self.held[-2:]
+        return out
+
+    def flush(self):
+        out, self.held = self.held, []
+        return out
+
+
+class Dropper(Stage):
+    name = "dropper"
+
+    def process(self, batch):
+        return batch[1:]
+
+
+def test_pipeline_keeps_order_and_count_through_latency():
+    registry = Registry(group=None)
+    registry.add_stage(Delay)
+    registry.add_stage(Dropper)
+    frames = [FrameRecord(i, i, 1, image=None, source=object(), to_rgb=lambda s: None) for i in range(11)]
+    out = list(Pipeline("delay,delay", registry=registry, batch_size=3).run(frames))
+    assert [r.index for r in out] == list(range(11))
+    with pytest.raises(RuntimeError, match="lost frames"):
+        list(Pipeline("dropper", registry=registry, batch_size=3).run(frames))

@@ -1,0 +1,178 @@
+"""`videoinv edit --chain copy`: frames, colours, timing and audio survive the round trip."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from videoinv.cli import main
+from videoinv.pipeline.jobs import edit_video
+from videoinv.video.writer import EncodeOptions
+
+from conftest import (audio_packets, audio_packets_hash, ffmpeg, ffmpeg_frames, ffprobe, first_audio_time, read_all,
+                      video_times)
+
+CASES = ["bt709", "bt601", "full_range", "untagged", "rot90", "odd", "no_audio", "vfr"]
+
+
+def _edit(src, out, *extra) -> None:
+    assert main(["edit", str(src), "-o", str(out), "--chain", "copy", "-q", *extra]) == 0
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("through_rgb", [False, True], ids=["as-decoded", "through-rgb"])
+def test_lossless_copy_keeps_frames_timing_and_audio(clips, tmp_path, case, through_rgb):
+    src = getattr(clips, case)
+    out = tmp_path / "out.mkv"
+    if through_rgb:  # what every edited frame goes through: decoded -> RGB -> encoded
+        summary = edit_video(src, out, "copy", encode=EncodeOptions(codec="ffv1"), passthrough=False)
+        assert summary["passed_through"] == 0
+    else:
+        _edit(src, out, "--codec", "ffv1")
+
+    before, after = read_all(src), read_all(out)
+    assert len(after) == len(before) > 0
+    assert after[0].image.shape == before[0].image.shape
+    worst = max(int(np.abs(a.image.astype(int) - b.image.astype(int)).max()) for a, b in zip(before, after))
+    assert worst <= 2, f"{case}: output differs from the decoded input by up to {worst} levels"
+
+    # Matroska cannot store the negative start of AAC priming, so it shifts every stream by
+    # the same amount: compare times from the first frame, and the audio/video offset.
+    t_in, tb_in = video_times(src)
+    t_out, tb_out = video_times(out)
+    tick = max(tb_in, tb_out)
+    assert len(t_in) == len(t_out)
+    assert all(abs((a - t_in[0]) - (b - t_out[0])) <= tick for a, b in zip(t_in, t_out)), "timing changed"
+    if case != "no_audio":
+        sync_in = t_in[0] - first_audio_time(src)
+        sync_out = t_out[0] - first_audio_time(out)
+        assert abs(sync_in - sync_out) <= tick, "audio/video offset changed"
+    duration_in = float(ffprobe(src)["format"]["duration"])
+    duration_out = float(ffprobe(out)["format"]["duration"])
+    assert abs(duration_in - duration_out) <= 1 / 30
+
+    h_in, n_in = audio_packets_hash(src)
+    h_out, n_out = audio_packets_hash(out)
+    assert (h_out, n_out) == (h_in, n_in)
+    assert (n_out > 0) == (case != "no_audio")
+
+
+@pytest.mark.parametrize("case", ["bt709", "bt601", "full_range", "untagged", "rot90"])
+def test_another_decoder_sees_the_frames_we_wrote(clips, tmp_path, case):
+    """The output's colour tags match its pixels: the ffmpeg program decodes our 4:4:4
+    lossless output to the RGB frames we read from the input (and upright)."""
+    src = getattr(clips, case)
+    out = tmp_path / "out.mp4"
+    _edit(src, out, "--crf", "0", "--preset", "ultrafast", "--pix-fmt", "yuv444p")
+    w, h = (720, 1280) if case == "rot90" else (1280, 720)
+    theirs = ffmpeg_frames(out, w, h)
+    ours = np.stack([r.image for r in read_all(src)])
+    assert theirs.shape == ours.shape
+    assert int(np.abs(theirs.astype(int) - ours.astype(int)).max()) <= 2
+
+
+def test_mp4_output_keeps_variable_frame_rate_timestamps_exactly(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    _edit(clips.vfr, out)
+    t_in, tb_in = video_times(clips.vfr)
+    t_out, tb_out = video_times(out)
+    assert len(t_in) == len(t_out) == 60
+    assert all(abs(a - b) <= max(tb_in, tb_out) for a, b in zip(t_in, t_out))
+    steps = sorted({b - a for a, b in zip(t_out, t_out[1:])})
+    assert [float(s) for s in steps] == pytest.approx([1 / 30, 1 / 15])
+    stream_duration = float([s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]["duration"])
+    source_duration = float([s for s in ffprobe(clips.vfr)["streams"] if s["codec_type"] == "video"][0]["duration"])
+    assert abs(stream_duration - source_duration) <= float(max(tb_in, tb_out))
+
+
+def test_default_h264_output_is_bt709_tagged_and_close(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    _edit(clips.bt601, out)
+    v = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]
+    assert (v["codec_name"], v["pix_fmt"], v["color_space"], v["color_range"]) == ("h264", "yuv420p", "bt709", "tv")
+    source = [r.image.astype(int) for r in read_all(clips.bt601)]
+    right = [r.image.astype(int) for r in read_all(out)]
+    with av.open(str(out)) as c:  # the same file read as if it were BT.601
+        wrong = [f.reformat(format="rgb24", src_colorspace=5, src_color_range=1, dst_color_range=2)
+                 .to_ndarray().astype(int) for f in c.decode(video=0)]
+    assert len(source) == len(right) == len(wrong)
+    err_right = np.mean([np.abs(a - b).mean() for a, b in zip(source, right)])
+    err_wrong = np.mean([np.abs(a - b).mean() for a, b in zip(source, wrong)])
+    # 4:2:0 of testsrc2's saturated edges alone costs ~1.9 levels on average (measured with the
+    # ffmpeg program too); CRF 18 adds little. A mismatched matrix costs several times more.
+    assert err_right < 2.5 and err_right < err_wrong / 3
+
+
+def test_rotated_clip_is_written_upright_without_rotation_metadata(clips, tmp_path):
+    out = tmp_path / "out.mkv"
+    _edit(clips.rot90, out, "--codec", "ffv1")
+    v = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]
+    assert (v["width"], v["height"]) == (720, 1280)
+    assert not any("rotation" in sd for sd in v.get("side_data_list", []))
+    upright = ffmpeg_frames(clips.rot90, 720, 1280).astype(int)
+    ours = np.stack([r.image for r in read_all(out)]).astype(int)
+    # the two decoders upsample 4:2:0 chroma differently (~1.5 levels on testsrc2's edges);
+    # the other rotation direction is far off (exact checks of every orientation: test_orientation)
+    assert np.abs(upright - ours).mean() < 2.5
+    assert np.abs(upright - ours[:, ::-1, ::-1]).mean() > 20
+
+
+@pytest.mark.parametrize("odd, size", [("pad", (642, 362)), ("crop", (640, 360))])
+def test_odd_size_with_420_is_padded_or_cropped_by_one(clips, tmp_path, odd, size, caplog):
+    out = tmp_path / "out.mp4"
+    _edit(clips.odd, out, "--odd", odd, "--crf", "0")  # lossless H.264: only 4:2:0 remains
+    v = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]
+    assert (v["width"], v["height"]) == size
+    src, dst = read_all(clips.odd), read_all(out)
+    assert len(src) == len(dst)
+    a, b = src[10].image.astype(int), dst[10].image.astype(int)
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    # the same picture, not moved by the pad/crop: no one-pixel shift matches better
+    # (4:2:0 of this sharp 4:4:4 content costs ~3.7 levels on average even losslessly)
+    err = {(dy, dx): np.abs(a[1 + dy:h - 1 + dy, 1 + dx:w - 1 + dx] - b[1:h - 1, 1:w - 1]).mean()
+           for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    assert min(err, key=err.get) == (0, 0) and err[0, 0] < 5
+    if odd == "pad":  # the extra column/row repeats the edge
+        assert np.abs(b[:360, 641] - b[:360, 640]).mean() < 3
+        assert np.abs(b[361, :640] - b[360, :640]).mean() < 3
+
+
+def test_trimmed_range_starts_at_zero_with_matching_audio(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    _edit(clips.bt709, out, "--start", "0.5", "--end", "1.5")
+    frames = read_all(out)
+    source = read_all(clips.bt709)
+    assert len(frames) == 30
+    assert frames[0].time == 0.0
+    diff = np.abs(frames[0].image.astype(int) - source[15].image.astype(int)).mean()
+    assert diff < 2.0  # the first output frame is source frame 15 (0.5 s)
+    src_packets = audio_packets(clips.bt709)
+    out_packets = audio_packets(out)
+    # a contiguous run of the source's packets, unchanged, covering about one second
+    first = src_packets.index(out_packets[0])
+    assert src_packets[first:first + len(out_packets)] == out_packets
+    assert 1.0 <= len(out_packets) * 1024 / 48000 <= 1.1
+
+
+def test_audio_drop_and_audio_from_another_file(clips, tmp_path):
+    dropped = tmp_path / "dropped.mp4"
+    _edit(clips.bt709, dropped, "--audio", "drop")
+    assert [s["codec_type"] for s in ffprobe(dropped)["streams"]] == ["video"]
+
+    wav = tmp_path / "voice.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=44100:duration=5",
+                                  "-ac", "2", wav)
+    replaced = tmp_path / "replaced.mp4"
+    _edit(clips.bt709, replaced, "--audio", str(wav))
+    streams = ffprobe(replaced)["streams"]
+    audio = [s for s in streams if s["codec_type"] == "audio"]
+    assert len(audio) == 1 and audio[0]["codec_name"] == "aac"  # PCM cannot go into MP4
+    assert abs(float(audio[0]["duration"]) - 2.0) < 0.1  # cut at the video's end
+
+    m4a = tmp_path / "voice.m4a"
+    ffmpeg("-i", wav, "-c:a", "aac", m4a)
+    copied = tmp_path / "copied.mp4"
+    _edit(clips.bt709, copied, "--audio", str(m4a))
+    theirs, ours = audio_packets(m4a), audio_packets(copied)
+    assert ours == theirs[:len(ours)] and 2.0 <= len(ours) * 1024 / 44100 <= 2.1

@@ -1,0 +1,132 @@
+"""Bad input and interruptions: one-line errors, non-zero exits, nothing damaged or left behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ffmpeg
+
+
+def videoinv(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "videoinv", *map(str, args)], capture_output=True,
+                          text=True, **kwargs)
+
+
+def one_line_error(result, *words) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("videoinv: error: "), lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_missing_file(tmp_path):
+    one_line_error(videoinv("edit", tmp_path / "nope.mp4", "-o", tmp_path / "out.mp4"), "not found", "nope.mp4")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_directory_as_input(tmp_path):
+    one_line_error(videoinv("edit", tmp_path, "-o", tmp_path / "out.mp4"), "directory")
+
+
+def test_truncated_mp4_without_index(clips, tmp_path):
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(clips.bt709.read_bytes()[:100_000])  # the moov atom is at the end
+    one_line_error(videoinv("edit", bad, "-o", tmp_path / "out.mp4"), "cannot read", "cut.mp4")
+    assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_truncated_mp4_fails_midway_and_leaves_nothing(clips, tmp_path):
+    faststart = tmp_path / "fs.mp4"
+    ffmpeg("-i", clips.bt709, "-c", "copy", "-movflags", "+faststart", faststart)
+    bad = tmp_path / "cut.mp4"
+    bad.write_bytes(faststart.read_bytes()[: faststart.stat().st_size // 2])  # index intact, data cut
+    out = tmp_path / "out.mp4"
+    one_line_error(videoinv("edit", bad, "-o", out), "truncated", "--salvage")
+    assert not out.exists() and leftovers(tmp_path) == []
+    # the user can still get what is there
+    result = videoinv("edit", bad, "-o", out, "--salvage", "--json", "-q")
+    assert result.returncode == 0, result.stderr
+    assert 10 < json.loads(result.stdout)["frames"] < 60 and out.exists()
+    # and a range inside the intact part needs no flag
+    assert videoinv("edit", bad, "-o", tmp_path / "head.mp4", "--end", "5f", "-q").returncode == 0
+
+
+def test_output_equal_to_input_is_refused(clips, tmp_path):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clips.bt709.read_bytes())
+    before = sha(src)
+    one_line_error(videoinv("edit", src, "-o", src, "-y"), "same file as the input")
+    link = tmp_path / "link.mp4"
+    link.symlink_to(src)
+    one_line_error(videoinv("edit", src, "-o", link, "-y"), "same file as the input")
+    assert sha(src) == before and leftovers(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"finished work")
+    one_line_error(videoinv("edit", clips.bt709, "-o", out), "exists", "--overwrite")
+    assert out.read_bytes() == b"finished work"
+    assert videoinv("edit", clips.bt709, "-o", out, "-y", "-q").returncode == 0
+    assert out.stat().st_size > 10_000
+
+
+def test_output_in_missing_folder(clips, tmp_path):
+    one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "no" / "out.mp4"), "does not exist")
+
+
+def test_unknown_encoder_lists_the_available_ones(clips, tmp_path):
+    line = one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--codec", "nosuch"), "nosuch")
+    assert "libx264" in line and "ffv1" in line
+    assert leftovers(tmp_path) == [] and not (tmp_path / "o.mp4").exists()
+
+
+def test_unknown_stage_exits_2_and_lists_stages(clips, tmp_path):
+    result = videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--chain", "warp=1")
+    assert result.returncode == 2
+    one_line_error(result, "unknown stage 'warp'", "copy")
+
+
+def test_bad_time_and_audio_file(clips, tmp_path):
+    one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--start", "soon"), "bad time")
+    one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--audio", tmp_path / "x.wav"),
+                   "audio file not found")
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_write_leaves_nothing(clips, tmp_path, sig):
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "videoinv", "edit", str(clips.long), "-o", str(out),
+                             "--preset", "slow", "--chain", "copy"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not leftovers(tmp_path) and time.time() < deadline:  # wait until it is writing
+        time.sleep(0.05)
+    assert leftovers(tmp_path), "the job never started writing"
+    time.sleep(0.5)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists() and leftovers(tmp_path) == []

@@ -1,0 +1,93 @@
+"""The raw-frame pipe (`videoinv filter`) and `videoinv filter-file` around the ffmpeg program."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import BARS, FFMPEG, audio_packets_hash, bar_centres, encode_bars, ffmpeg_frames, ffprobe, read_all
+
+W, H = 64, 48
+
+
+def filter_cmd(*extra) -> list[str]:
+    return [sys.executable, "-m", "videoinv", "filter", "--size", f"{W}x{H}", "--rate", "30", *extra]
+
+
+@pytest.mark.parametrize("pix_fmt", ["rgb24", "bgr24"])
+def test_identity_chain_passes_frames_byte_exactly(pix_fmt):
+    frames = np.random.default_rng(0).integers(0, 256, (25, H, W, 3), dtype=np.uint8).tobytes()
+    result = subprocess.run(filter_cmd("--pix-fmt", pix_fmt, "--chain", "copy"), input=frames,
+                            capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == frames  # same bytes, so the same count
+    assert result.stderr == b""
+
+
+def test_truncated_input_is_a_one_line_error():
+    data = np.zeros((3 * H * W * 3 + 100,), np.uint8).tobytes()  # three frames and a bit
+    result = subprocess.run(filter_cmd(), input=data, capture_output=True, text=False)
+    assert result.returncode != 0
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("videoinv: error:")
+    assert "100 bytes into frame 3" in lines[0] and "--size" in lines[0]
+    assert len(result.stdout) == 3 * H * W * 3  # the complete frames went through
+
+
+def test_empty_input_is_zero_frames():
+    result = subprocess.run(filter_cmd(), input=b"", capture_output=True)
+    assert result.returncode == 0 and result.stdout == b""
+
+
+def test_filter_in_a_real_ffmpeg_pipeline(clips, tmp_path):
+    """The README's pipe: ffmpeg decodes, videoinv filters, ffmpeg encodes and copies the audio."""
+    out = tmp_path / "piped.mp4"
+    decode = subprocess.Popen([FFMPEG, "-v", "error", "-i", str(clips.bt709), "-f", "rawvideo",
+                               "-pix_fmt", "rgb24", "-"], stdout=subprocess.PIPE)
+    filt = subprocess.Popen([sys.executable, "-m", "videoinv", "filter", "--size", "1280x720", "--rate", "30",
+                             "--chain", "copy"], stdin=decode.stdout, stdout=subprocess.PIPE)
+    decode.stdout.close()
+    encode = subprocess.run([FFMPEG, "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "1280x720",
+                             "-r", "30", "-i", "-", "-i", str(clips.bt709), "-map", "0:v", "-map", "1:a?",
+                             "-c:a", "copy", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(out)],
+                            stdin=filt.stdout, capture_output=True)
+    filt.stdout.close()
+    assert decode.wait() == 0 and filt.wait() == 0 and encode.returncode == 0, encode.stderr
+    assert len(read_all(out)) == 60
+    assert audio_packets_hash(out) == audio_packets_hash(clips.bt709)
+
+
+def test_filter_file_matches_the_input(clips, tmp_path):
+    out = tmp_path / "ff.mp4"
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.rot90), str(out),
+                             "--chain", "copy", "--crf", "0", "--pix-fmt", "yuv444p", "--json", "-q"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    v = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]
+    assert (v["width"], v["height"], v["color_space"], v["color_range"]) == (720, 1280, "bt709", "tv")
+    ours = np.stack([r.image for r in read_all(clips.rot90)]).astype(int)  # upright, our colour rule
+    theirs = ffmpeg_frames(out, 720, 1280).astype(int)
+    assert theirs.shape == ours.shape
+    assert np.abs(theirs - ours).mean() < 0.5 and np.percentile(np.abs(theirs - ours), 99.9) <= 2
+    assert audio_packets_hash(out) == audio_packets_hash(clips.rot90)
+
+
+def test_filter_file_uses_our_colour_rule_for_untagged_hd(tmp_path):
+    src = encode_bars(tmp_path, (1280, 720), "bt709", "tv", tags=False)
+    out = tmp_path / "ff.mp4"
+    assert subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(src), str(out),
+                           "--crf", "0", "--pix-fmt", "yuv444p", "-q"]).returncode == 0
+    theirs = ffmpeg_frames(out, 1280, 720)[0]
+    assert np.abs(bar_centres(theirs).astype(int) - BARS.astype(int)).max() <= 2
+
+
+def test_filter_file_refuses_to_overwrite_its_input(clips, tmp_path):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clips.bt709.read_bytes())
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(src), str(src), "-y"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "same file as the input" in result.stderr
+    assert src.read_bytes() == clips.bt709.read_bytes()

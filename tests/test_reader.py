@@ -1,0 +1,94 @@
+"""Reader: frame numbering, seeking by time and by frame (CFR and VFR), batches, laziness,
+bounded memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from videoinv.video.reader import Reader
+
+from conftest import ffmpeg, read_all
+
+
+@pytest.fixture(scope="module")
+def everything(clips):
+    return {name: read_all(getattr(clips, name)) for name in ("bt709", "vfr")}
+
+
+def test_full_read_numbers_frames_in_order(clips, everything):
+    frames = everything["bt709"]
+    assert [f.index for f in frames] == list(range(60))
+    assert [f.pts for f in frames] == sorted(f.pts for f in frames)
+    assert frames[30].time == pytest.approx(1.0)
+    with Reader(clips.bt709) as r:
+        info = r.info
+    assert (info.width, info.height, float(info.fps), info.frame_count, info.has_audio) == (1280, 720, 30.0, 60, True)
+
+
+@pytest.mark.parametrize("case, start, end, first, count", [
+    ("bt709", "1.0", "1.5", 30, 15),
+    ("bt709", "15f", "20f", 15, 5),
+    ("bt709", "0:01.9", None, 57, 3),
+    ("bt709", None, "3f", 0, 3),
+    ("vfr", "45f", "50f", 45, 5),       # in the 15 fps half: frame 45 is at 2.0 s
+    ("vfr", "2.0", "2.4", 45, 6),
+    ("vfr", "0.5", "40f", 15, 25),
+])
+def test_seeking_gives_the_same_frames_as_a_full_read(clips, everything, case, start, end, first, count):
+    full = everything[case]
+    part = read_all(getattr(clips, case), start=start, end=end)
+    assert [f.index for f in part] == list(range(first, first + count))
+    for f in part:
+        ref = full[f.index]
+        assert f.pts == ref.pts
+        assert np.array_equal(f.image, ref.image)
+
+
+def test_start_past_the_end_gives_nothing(clips):
+    assert read_all(clips.bt709, start="10.0") == []
+
+
+def test_batches_cover_every_frame_once(clips):
+    with Reader(clips.bt709) as r:
+        sizes = [len(b) for b in r.batches(16)]
+    assert sizes == [16, 16, 16, 12]
+
+
+def test_images_are_lazy_and_read_only_until_replaced(clips):
+    with Reader(clips.bt709) as r:
+        record = next(r.frames(rgb=False))
+        assert record._image is None  # nothing converted yet
+        image = record.image
+        assert image.shape == (720, 1280, 3) and image.dtype == np.uint8
+        with pytest.raises(ValueError):
+            image[0, 0] = 0  # stages must not scribble on the decoded picture
+        assert record.source is not None and not record.modified
+        record.image = image.copy()
+        assert record.modified and record.source is None
+
+
+def _peak_rss_mb(code: str) -> float:
+    script = f"import resource\n{code}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_video_length(tmp_path):
+    for seconds in (4, 80):
+        ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=640x360:rate=30:duration={seconds}", "-f", "lavfi",
+               "-i", f"sine=duration={seconds}", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt",
+               "yuv420p", "-c:a", "aac", "-shortest", tmp_path / f"{seconds}.mp4")
+    read = "from videoinv.video.reader import Reader\nn = sum(1 for _ in Reader({!r}))"
+    edit = "from videoinv.cli import main\nmain(['edit', {!r}, '-o', {!r}, '-q', '--preset', 'ultrafast'])"
+    short_read = _peak_rss_mb(read.format(str(tmp_path / "4.mp4")))
+    long_read = _peak_rss_mb(read.format(str(tmp_path / "80.mp4")))
+    short_edit = _peak_rss_mb(edit.format(str(tmp_path / "4.mp4"), str(tmp_path / "o4.mp4")))
+    long_edit = _peak_rss_mb(edit.format(str(tmp_path / "80.mp4"), str(tmp_path / "o80.mp4")))
+    # 20x the frames (2400 frames of 640x360 RGB would be 1.6 GB if kept)
+    assert long_read - short_read < 40, (short_read, long_read)
+    assert long_edit - short_edit < 60, (short_edit, long_edit)
