@@ -21,10 +21,15 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "setup: creating $VENV"
     "$PYTHON" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+pip_install() {
+    # (local package mirrors configured on some machines make pip warn about every missing
+    # project; those lines are noise, errors still show)
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q install "$@" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
     echo "setup: installing torch (constraints.txt)"
-    "${PIP[@]}" install -c constraints.txt torch
+    pip_install -c constraints.txt torch
 fi
 echo "setup: installing videoinv[$EXTRAS]"
-"${PIP[@]}" install -e ".[$EXTRAS]"
+pip_install -e ".[$EXTRAS]"

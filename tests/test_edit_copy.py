@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import av
 import numpy as np
 import pytest
@@ -176,3 +179,26 @@ def test_audio_drop_and_audio_from_another_file(clips, tmp_path):
     _edit(clips.bt709, copied, "--audio", str(m4a))
     theirs, ours = audio_packets(m4a), audio_packets(copied)
     assert ours == theirs[:len(ours)] and 2.0 <= len(ours) * 1024 / 44100 <= 2.1
+
+
+def test_hevc_encoder(clips, tmp_path):
+    out = tmp_path / "hevc.mp4"
+    _edit(clips.bt709, out, "--codec", "libx265", "--preset", "ultrafast", "--crf", "20")
+    v = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]
+    assert (v["codec_name"], v["color_space"], v["color_range"]) == ("hevc", "bt709", "tv")
+    a, b = read_all(clips.bt709), read_all(out)
+    assert len(a) == len(b) == 60
+    assert np.mean([np.abs(x.image.astype(int) - y.image.astype(int)).mean() for x, y in zip(a, b)]) < 3
+
+
+def test_nvenc_works_where_there_is_a_gpu_and_says_why_where_not(clips, tmp_path):
+    out = tmp_path / "nv.mp4"
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clips.bt709), "-o", str(out),
+                             "--codec", "h264_nvenc", "-q"], capture_output=True, text=True)
+    if result.returncode == 0:
+        v = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]
+        assert v["codec_name"] == "h264" and len(read_all(out)) == 60
+    else:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "h264_nvenc" in lines[0] and "GPU" in lines[0]
+        assert not out.exists()

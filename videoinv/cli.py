@@ -95,12 +95,13 @@ def cli() -> None:
 @click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
 @click.option("--end", default=None, help="stop before this time or frame (exclusive)")
 @click.option("--salvage", is_flag=True, help="skip undecodable packets of a damaged input")
+@click.option("--reader", default="pyav", show_default=True, help="frame reader: pyav, or a plugin's (decord)")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
               help="frames per batch through the stages")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
 def edit(input, output, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
-         overwrite, audio, start, end, salvage, batch_size, as_json, quiet):
+         overwrite, audio, start, end, salvage, reader, batch_size, as_json, quiet):
     """Run the chain over INPUT and write the result to OUTPUT."""
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import edit_video
@@ -109,7 +110,7 @@ def edit(input, output, chain, codec, crf, preset, pix_fmt, color_matrix, color_
     with FrameProgress(f"edit {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         summary = edit_video(input, output, chain, start=start, end=end, encode=encode, audio=audio,
                              overwrite=overwrite, salvage=salvage, batch_size=batch_size,
-                             on_frame=bar.advance,
+                             reader=reader, on_frame=bar.advance,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
     _report(summary, bar.elapsed, as_json)
 
@@ -151,6 +152,9 @@ def filter_(size, rate, pix_fmt, chain, batch_size, quiet):
     dims, fps = parse_size(size), parse_rate(rate)
     if sys.stdin.isatty():
         raise VideoinvError("filter reads raw frames from stdin: pipe ffmpeg's rawvideo output into it "
+                            "(see 'videoinv filter --help')")
+    if sys.stdout.isatty():
+        raise VideoinvError("filter writes raw frames to stdout: pipe them into ffmpeg or a file "
                             "(see 'videoinv filter --help')")
     frames = filter_raw(sys.stdin.buffer, sys.stdout.buffer, dims, fps, chain, pix_fmt=pix_fmt,
                         batch_size=batch_size)

@@ -1,4 +1,4 @@
-"""Stages that ship with the core (more are added by the face, model and edit packages)."""
+"""Components that ship with the core (the face, model and edit packages add more)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,7 @@ from .stage import Copy
 
 
 def register(registry) -> None:
+    from ..video.reader import Reader
+
     registry.add_stage(Copy)
+    registry.add("reader", "pyav", Reader)

@@ -11,8 +11,8 @@ from typing import Callable
 
 from ..chain import Chain
 from ..errors import InputError, OutputError, VideoinvError
-from ..files import atomic_output
-from ..files import check_output_path
+from ..files import atomic_output, check_output_path
+from ..registry import default_registry
 from ..video.audio import AudioPlan
 from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, last_line
 from ..video.probe import describe
@@ -45,13 +45,15 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> AudioPlan | N
 def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str | Chain = "copy", *,
                start=None, end=None, encode: EncodeOptions | None = None, audio: str = "copy",
                overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
-               passthrough: bool = True, on_frame: Callable[[FrameRecord], None] | None = None,
+               passthrough: bool = True, reader: str = "pyav",
+               on_frame: Callable[[FrameRecord], None] | None = None,
                on_start: Callable[[Reader], None] | None = None) -> dict:
     """Run ``chain`` over every frame of ``input`` (or the ``start``-``end`` range) and write
     ``output`` with the source's timing and audio. Returns a summary dict.
 
     ``passthrough``: frames no stage changed are encoded from the decoded picture (no RGB round
     trip) when the output's colour and size allow; False sends every frame through RGB.
+    ``reader``: the frame reader by registry name ("pyav", or a plugin's such as "decord").
 
     ``on_start(reader)`` is called once the input is open (e.g. to size a progress bar);
     ``on_frame(record)`` after each frame is written.
@@ -59,7 +61,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     audio_inputs = [audio] if audio not in ("copy", "drop") else []
     check_output_path(output, [input, *audio_inputs], overwrite)
     pipeline = Pipeline(chain, batch_size=batch_size)
-    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline:
+    reader_cls = default_registry().get("reader", reader)
+    with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline:
         info = reader.info
         if on_start is not None:
             on_start(reader)
