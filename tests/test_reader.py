@@ -92,3 +92,10 @@ def test_memory_does_not_grow_with_video_length(tmp_path):
     # 20x the frames (2400 frames of 640x360 RGB would be 1.6 GB if kept)
     assert long_read - short_read < 40, (short_read, long_read)
     assert long_edit - short_edit < 60, (short_edit, long_edit)
+
+
+def test_a_reader_can_be_iterated_twice(clips):
+    with Reader(clips.bt709, end="5f") as r:
+        first = [f.pts for f in r]
+        second = [f.pts for f in r]
+    assert first == second and len(first) == 5

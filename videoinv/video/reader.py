@@ -182,6 +182,7 @@ class Reader:
         first kept frame (None: derive it from that frame's timestamp, constant rate only)."""
         start = self.start
         if start is None or start.frame == 0 or start.seconds == 0:
+            self.container.seek(0, stream=self.stream)  # also when iterating a second time
             return -float("inf"), 0
         half = max(1, round(self._step / 2))
         if not self.info.vfr:

@@ -207,8 +207,9 @@ class Writer:
         # frames no stage changed can skip the RGB round trip: same matrix and range (swscale
         # converts YUV formats, not matrices), same size, nothing to rotate
         self._passthrough = (
-            self._allow_passthrough and source is not None and source.orientation == "none" and self.colour.matrix != "rgb"
-            and source_colour.matrix == self.colour.matrix and source_colour.range == self.colour.range
+            self._allow_passthrough and source is not None and source.orientation == "none"
+            and self.colour.matrix != "rgb" and source_colour.matrix == self.colour.matrix
+            and source_colour.range == self.colour.range
             and (source.coded_width, source.coded_height) == self.size == self.src_size)
         self.frames_passed_through = 0
         self._last_pts: int | None = None
@@ -326,4 +327,4 @@ class Writer:
 def container_format(path: str | os.PathLike) -> str | None:
     """The muxer for the target's extension (the temporary name ends in .partial.<ext> too)."""
     ext = os.path.splitext(str(path))[1].lower().lstrip(".")
-    return {"mkv": "matroska", "mka": "matroska", "m4v": "mp4", "ts": "mpegts", "yuv": None}.get(ext, ext or None)
+    return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts"}.get(ext, ext or None)
