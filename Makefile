@@ -24,6 +24,7 @@ test-slow: setup
 
 bench: setup
 	$(BIN)/python benchmarks/io_throughput.py
+	$(BIN)/python benchmarks/model_throughput.py
 
 clean:
 	rm -rf samples benchmarks/results .pytest_cache

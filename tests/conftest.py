@@ -200,6 +200,18 @@ class Clips:
                           "-c:a", "aac", "-shortest")
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Commands run in-process set up the CLI's logging (levels, handlers); undo it after."""
+    import logging
+
+    saved = {n: (logging.getLogger(n).level, list(logging.getLogger(n).handlers)) for n in ("videoinv", "libav")}
+    yield
+    for name, (level, handlers) in saved.items():
+        logging.getLogger(name).setLevel(level)
+        logging.getLogger(name).handlers[:] = handlers
+
+
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory) -> Clips:
     return Clips(tmp_path_factory.mktemp("clips"))

@@ -284,6 +284,132 @@ def stages(quiet):
             click.echo("    NAME=value  (any further names are accepted)")
 
 
+@cli.group()
+def weights():
+    """The model weight files: list, fetch, import, verify, convert.
+
+    Nothing is downloaded unless you ask. Several files carry non-commercial licences
+    ('videoinv weights list' shows them).
+    """
+
+
+@weights.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+@_common
+def weights_list(as_json, quiet):
+    """Every known weight file: purpose, licence, size, status, path."""
+    from .models import weights as W
+
+    rows = []
+    for name, w in W.WEIGHTS.items():
+        path = W.path_of(name)
+        rows.append({"name": name, "file": w.filename, "purpose": w.purpose, "licence": w.licence,
+                     "size": path.stat().st_size if path.exists() else w.size, "status": W.status(name),
+                     "path": str(path), "source": w.page})
+    if as_json:
+        click.echo(json.dumps({"cache": str(W.weights_dir()), "weights": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"weights in {W.weights_dir()}", caption="full licences and sources: --json")
+    table.add_column("name", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("size", no_wrap=True, justify="right")
+    table.add_column("licence", no_wrap=True)
+    table.add_column("file (in the folder above)", overflow="fold")
+    table.add_column("purpose", overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["status"], _human_size(r["size"]), W.spec(r["name"]).terms, r["file"],
+                      r["purpose"])
+    Console(highlight=False).print(table)
+
+
+def _human_size(n: int | None) -> str:
+    if not n:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+@weights.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="download again even if present")
+@_common
+def weights_fetch(names, force, quiet):
+    """Download weight files from their published sources (resumable, checksummed)."""
+    from .console import progress_enabled, stderr
+    from .models import weights as W
+
+    for name in names:
+        W.spec(name)
+    for name in names:
+        if W.status(name) == "present" and not force:
+            log.info("%s is already present: %s", name, W.path_of(name))
+            continue
+        log.info("fetching %s from %s (licence: %s)", name, W.spec(name).page, W.spec(name).licence)
+        if progress_enabled(quiet):
+            from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+            with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                          console=stderr) as bar:
+                task = bar.add_task(name, total=W.spec(name).size)
+                path = W.fetch(name, progress=lambda done, total: bar.update(task, completed=done, total=total),
+                               force=force)
+        else:
+            path = W.fetch(name, force=force)
+        log.info("%s -> %s", name, path)
+
+
+@weights.command("import")
+@click.argument("name")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--link", is_flag=True, help="symlink instead of copying")
+@click.option("--force", is_flag=True, help="replace a file already in the cache")
+@_common
+def weights_import(name, path, link, force, quiet):
+    """Put a file you already have into the cache as NAME (its layout is checked first)."""
+    from .models import weights as W
+
+    dest, described = W.import_file(name, path, link=link, force=force)
+    log.info("%s: %s -> %s", name, described, dest)
+
+
+@weights.command("verify")
+@click.argument("names", nargs=-1)
+@_common
+def weights_verify(names, quiet):
+    """Re-hash cached files against published or recorded checksums."""
+    from .models import weights as W
+
+    for name in names:
+        W.spec(name)
+    results = W.verify(names or None)
+    for name, result, detail in results:
+        click.echo(f"{name}: {result} ({detail})")
+    if not results:
+        click.echo(f"no weight files in {W.weights_dir()}")
+    bad = [name for name, result, _ in results if result == "MISMATCH"]
+    if bad:
+        raise VideoinvError(f"damaged: {', '.join(bad)}; fetch them again with 'videoinv weights fetch --force NAME'")
+
+
+@weights.command("convert")
+@click.argument("source", type=click.Path(path_type=str))
+@click.argument("output", type=click.Path(path_type=str))
+@click.option("-y", "--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+@_common
+def weights_convert(source, output, overwrite, quiet):
+    """Write a checkpoint's model as safetensors (no pickle needed to read it back)."""
+    from .models.checkpoints import convert_to_safetensors
+
+    ckpt = convert_to_safetensors(source, output, overwrite)
+    log.info("wrote %s: %s (%s, %d tensors%s)", output, ckpt.kind, ckpt.layout, len(ckpt.state_dict),
+             ", latent_avg" if ckpt.latent_avg is not None else "")
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 

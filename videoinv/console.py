@@ -27,8 +27,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False) -> None:
     handler.setFormatter(_Format())
     for name in ("videoinv", "libav"):
         logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.propagate = False
+        logger.handlers[:] = [handler]  # the root logger has no handler in the CLI: no doubles
         logger.setLevel(level)
     if verbose:
         import av.logging

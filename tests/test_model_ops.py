@@ -1,0 +1,131 @@
+"""The ops against their float64 reference implementations, the two modulated-conv forms,
+noise handling, autocast, and random model specs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from videoinv.models import StyleGAN2Generator
+from videoinv.models.checkpoints import CheckpointError
+from videoinv.models.ops import ModulatedConv2d, make_kernel, modulated_conv2d_reference, upfirdn2d, \
+    upfirdn2d_reference
+from videoinv.models.specs import load_encoder, load_generator, parse_random
+
+torch.set_grad_enabled(False)
+
+
+@pytest.mark.parametrize("up, down, pad", [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (1, 1)), (2, 2, (0, 0)),
+                                           (1, 1, (-1, 2)), (3, 1, (1, 2))])
+@pytest.mark.parametrize("taps", [(1, 3, 3, 1), [[1, 2, 0], [0, 5, 1], [3, 0, 1]]])
+def test_upfirdn2d_matches_the_tap_by_tap_reference(up, down, pad, taps):
+    x = torch.randn(2, 3, 9, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    k = make_kernel(taps).double()
+    ours, ref = upfirdn2d(x, k, up, down, pad), upfirdn2d_reference(x, k, up, down, pad)
+    assert ours.shape == ref.shape
+    assert float((ours - ref).abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize("upsample, demodulate, kernel", [(False, True, 3), (True, True, 3), (False, False, 1)])
+@pytest.mark.parametrize("mode", ["grouped", "shared"])
+def test_modulated_conv_forms_match_the_per_sample_reference(monkeypatch, upsample, demodulate, kernel, mode):
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(6, 5, kernel, 16, demodulate=demodulate, upsample=upsample).double()
+    monkeypatch.setattr(ModulatedConv2d, "mode", mode)
+    x, style = torch.randn(3, 6, 8, 8, dtype=torch.float64), torch.randn(3, 16, dtype=torch.float64)
+    ours, ref = conv(x, style), modulated_conv2d_reference(conv, x, style)
+    assert ours.shape == ref.shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
+    assert float((ours - ref).abs().max()) < 1e-10
+
+
+def tiny() -> StyleGAN2Generator:
+    G, _ = load_generator("random:64:16")
+    return G
+
+
+def test_noise_stored_explicit_and_seeded():
+    G = tiny()
+    w = torch.randn(2, G.n_latent, 512, generator=torch.Generator().manual_seed(3))
+    stored = G.synthesize(w)
+    assert torch.equal(stored, G.synthesize(w, noise=G.stored_noise()))
+    a, b = G.synthesize(w, noise_seed=7), G.synthesize(w, noise_seed=7)
+    assert torch.equal(a, b) and not torch.allclose(a, stored)
+    assert not torch.allclose(a, G.synthesize(w, noise_seed=8))
+    assert torch.equal(a, G.synthesize(w, noise=G.make_noise(7)))  # one set, reused per call
+    with pytest.raises(ValueError, match="noise needs"):
+        G.synthesize(w, noise=G.stored_noise()[:-1])
+
+
+def test_w_broadcast_and_argument_checks():
+    G = tiny()
+    w = torch.randn(1, 512)
+    assert torch.allclose(G.synthesize(w), G.synthesize(w[:, None].expand(1, G.n_latent, 512)))
+    with pytest.raises(ValueError, match="W\\+ must be"):
+        G.synthesize(torch.randn(1, 3, 512))
+    with pytest.raises(ValueError, match="k must be"):
+        G.features_at(torch.randn(1, 512), k=G.num_layers)
+
+
+def test_injecting_the_generators_own_feature_changes_nothing():
+    G = tiny()
+    w = torch.randn(2, G.n_latent, 512)
+    for k in (2, 3, 4, 5):
+        assert torch.allclose(G.synthesize(w, feature=G.features_at(w, k), k=k), G.synthesize(w), atol=1e-5)
+
+
+def test_bf16_autocast_runs_close_to_float32():
+    G = tiny()
+    w = torch.randn(2, G.n_latent, 512, generator=torch.Generator().manual_seed(1))
+    ref = G.synthesize(w)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = G.synthesize(w)
+    assert torch.isfinite(low).all()
+    rel = float((low.float() - ref).abs().mean() / ref.abs().mean())
+    assert rel < 0.05
+
+
+def test_random_specs(caplog):
+    assert parse_random("random:256:32") == (256, 32) and parse_random("random:1024") == (1024, None)
+    assert parse_random("stylegan2-ffhq-1024") is None
+    for bad in ("random:100", "random:256:x", "random:2048"):
+        with pytest.raises(CheckpointError, match="random:<size>|power of two"):
+            parse_random(bad)
+    with caplog.at_level(logging.WARNING):
+        G, latent_avg = load_generator("random:128:32")
+        E = load_encoder("random:128:32")
+    assert "random weights" in caplog.text
+    assert (G.size, G.n_latent, latent_avg.shape) == (128, 12, (512,))
+    w, feat = E(torch.rand(1, 3, 256, 256) * 2 - 1)
+    assert w.shape == (1, 12, 512) and feat.shape == (1, 32, 16, 16)
+    image = G.synthesize(w + latent_avg, feature=feat, k=5)
+    assert image.shape == (1, 3, 128, 128) and torch.isfinite(image).all()
+    G2, _ = load_generator("random:128:32")
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu_in_float32():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    G = tiny()
+    w = torch.randn(2, G.n_latent, 512)
+    feat = G.features_at(w, 5) + 0.1
+    cpu = G.synthesize(w, feature=feat, k=5)
+    gpu = G.cuda().synthesize(w.cuda(), feature=feat.cuda(), k=5).cpu()
+    assert float((cpu - gpu).abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize("size, multiplier", [(64, 1), (128, 2), (512, 1)])
+def test_sizes_and_channel_multipliers(size, multiplier):
+    G = StyleGAN2Generator(size, channel_multiplier=multiplier)
+    assert G.n_latent == 2 * (size.bit_length() - 1) - 2
+    assert G.channels[size] == {64: 256, 128: 128, 256: 64, 512: 32}[size] * multiplier
+    assert G.to_rgbs[-1].conv.weight.shape == (1, 3, G.channels[size], 1, 1)
+    w = torch.randn(1, G.n_latent, 512)
+    assert G.features_at(w, k=5).shape == (1, 512, 16, 16)
+    if size <= 128:
+        assert G.synthesize(w).shape == (1, 3, size, size)

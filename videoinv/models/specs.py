@@ -1,0 +1,114 @@
+"""Model specs: what ``--generator`` / ``--encoder`` options and the chain accept.
+
+* a name from the weight registry (``stylegan2-ffhq-1024``, ``psp-ffhq-encode``, ``fse-encoder``);
+* a path to a checkpoint file (any layout ``checkpoints.py`` reads);
+* ``random:<size>[:<channels>]`` - the same architectures with seeded random weights, for tests
+  and speed benchmarks only (speed does not depend on the values). Never a default; using one
+  logs a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import torch
+from torch import nn
+
+from .checkpoints import CheckpointError, build_encoder, build_generator, load_checkpoint
+from .encoder import FeatureStyleEncoder
+from .stylegan2 import StyleGAN2Generator, channel_table
+from .weights import WEIGHTS, require
+
+log = logging.getLogger(__name__)
+
+_RANDOM = re.compile(r"^random:(\d+)(?::(\d+))?$")
+
+
+def parse_random(spec: str) -> tuple[int, int | None] | None:
+    """``"random:256:32"`` -> ``(256, 32)``; None if ``spec`` is not a random spec."""
+    m = _RANDOM.match(spec.strip())
+    if not m:
+        if spec.startswith("random"):
+            raise CheckpointError(f"bad model spec {spec!r}: use random:<size>[:<channels>], e.g. random:256:32")
+        return None
+    size, channels = int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
+    if size < 8 or size > 1024 or size & (size - 1):
+        raise CheckpointError(f"bad model spec {spec!r}: the size must be a power of two from 8 to 1024")
+    return size, channels
+
+
+def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Fill a generator or encoder with seeded random weights at the scales of trained models
+    (so activations stay in a realistic range); FIR kernels are kept."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in module.state_dict(keep_vars=True).items():
+            rule = _scale(name, t)
+            if rule is None:
+                continue
+            scale, offset = rule
+            t.copy_(torch.randn(t.shape, generator=g) * scale + offset)
+    return module
+
+
+def _scale(name: str, t: torch.Tensor) -> tuple[float, float] | None:
+    if name.endswith("kernel") or name.endswith("num_batches_tracked"):
+        return None
+    if name.startswith("style."):  # mapping: stored values carry 1/lr_mul
+        return (100.0, 0.0) if name.endswith("weight") else (10.0, 0.0)
+    if name.endswith("modulation.bias"):
+        return 0.1, 1.0
+    if name.endswith(("noise.weight", "activate.bias")) or re.search(r"to_rgb(s\.\d+|1)\.bias$", name):
+        return 0.1, 0.0
+    if "running_var" in name:
+        return 0.1, 1.0
+    if "running_mean" in name or (t.ndim == 1 and name.endswith("bias")):
+        return 0.1, 0.0
+    if t.ndim == 1 and name.endswith("weight"):  # BatchNorm and PReLU
+        if name.endswith("prelu.weight") or name in ("conv.2.weight", "content_layer.3.weight"):
+            return 0.05, 0.25
+        return (0.015, 0.3) if name.endswith("bn3.weight") else (0.1, 1.0)
+    if name.startswith(("styles.", "conv.0", "block_", "content_layer.")) and t.ndim >= 2:
+        return 1 / math.sqrt(t[0].numel()), 0.0
+    return 1.0, 0.0
+
+
+def _random_warning(spec: str) -> None:
+    log.warning("%s: random weights - for tests and speed measurements only, the faces will not look right", spec)
+
+
+def load_generator(spec: str, device="cpu") -> tuple[StyleGAN2Generator, torch.Tensor]:
+    """``(G, latent_avg)`` for a spec; ``G`` in eval mode, frozen, on ``device``."""
+    rnd = parse_random(spec)
+    if rnd is not None:
+        size, channels = rnd
+        _random_warning(spec)
+        G = randomize_(StyleGAN2Generator(size, channels=channels), seed=size).eval()
+        with torch.no_grad():
+            z = torch.randn(4096, G.style_dim, generator=torch.Generator().manual_seed(1))
+            latent_avg = G.mapping(z).mean(0)
+        return G.requires_grad_(False).to(device), latent_avg.to(device)
+    path = require(spec) if spec in WEIGHTS else spec
+    ckpt = load_checkpoint(path, map_location="cpu")
+    G = build_generator(ckpt)
+    if ckpt.latent_avg is None:
+        log.warning("%s has no latent_avg; using the mean of 4096 mapped random latents", path)
+        with torch.no_grad():
+            z = torch.randn(4096, G.style_dim, generator=torch.Generator().manual_seed(1))
+            ckpt.latent_avg = G.mapping(z).mean(0)
+    return G.requires_grad_(False).to(device), ckpt.latent_avg.float().to(device)
+
+
+def load_encoder(spec: str, device="cpu") -> FeatureStyleEncoder:
+    rnd = parse_random(spec)
+    if rnd is not None:
+        size, channels = rnd
+        _random_warning(spec)
+        width = 64 if channels is None else max(4, min(64, channels // 8))
+        E = FeatureStyleEncoder(n_styles=2 * int(math.log2(size)) - 2, width=width,
+                                feature_channels=channel_table(size, 2, channels)[16])
+        return randomize_(E, seed=size + 1).eval().requires_grad_(False).to(device)
+    path = require(spec) if spec in WEIGHTS else spec
+    return build_encoder(load_checkpoint(path, map_location="cpu")).requires_grad_(False).to(device)
