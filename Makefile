@@ -13,6 +13,7 @@ $(VENV)/.setup-done: pyproject.toml constraints.txt scripts/setup.sh
 demo: setup
 	mkdir -p samples
 	$(BIN)/videoinv sample samples/sample.mp4 --seconds 5 -y
+	$(BIN)/videoinv inspect samples/sample.mp4 -o samples/sample_inspect.mp4 --json samples/tracks.json -y
 	$(BIN)/videoinv edit samples/sample.mp4 -o samples/sample_edit.mp4 --chain copy -y
 	$(BIN)/videoinv probe samples/sample_edit.mp4
 
@@ -25,6 +26,7 @@ test-slow: setup
 bench: setup
 	$(BIN)/python benchmarks/io_throughput.py
 	$(BIN)/python benchmarks/model_throughput.py
+	$(BIN)/python benchmarks/faces_throughput.py
 
 clean:
 	rm -rf samples benchmarks/results .pytest_cache

@@ -79,7 +79,9 @@ def test_version_and_stages():
     result = run("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"videoinv {videoinv.__version__}"
     stages = run("stages")
-    assert stages.returncode == 0 and stages.stdout.startswith("copy")
+    names = [line.split()[0] for line in stages.stdout.splitlines() if line and not line.startswith(" ")]
+    assert stages.returncode == 0 and {"copy", "detect", "align", "blend", "annotate"} <= set(names)
+    assert "    every=int" in stages.stdout
 
 
 def test_usage_errors_exit_2():

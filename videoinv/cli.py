@@ -249,6 +249,63 @@ def _probe_table(info):
 
 
 @cli.command()
+@click.argument("input", type=click.Path(path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="annotated video")
+@click.option("--json", "json_path", type=click.Path(path_type=str), default=None, help="write per-frame tracks here")
+@click.option("--every", type=click.IntRange(1), default=5, show_default=True, help="detect every N frames")
+@click.option("--detector", default="hog", show_default=True, help="hog, cnn, or a plugin's")
+@click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream", show_default=True)
+@click.option("--segments", default="face", show_default=True, help="mask outlines to draw, e.g. mouth+eyes")
+@click.option("--select", type=click.Choice(["all", "largest"]), default="all", show_default=True)
+@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
+@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
+@click.option("--crf", type=int, default=20, show_default=True)
+@click.option("--preset", default="veryfast", show_default=True)
+@click.option("-y", "--overwrite", is_flag=True, help="replace the outputs if they exist")
+@_common
+def inspect(input, output, json_path, every, detector, smooth, segments, select, start, end, crf, preset,
+            overwrite, quiet):
+    """Draw the faces found in INPUT (ids, boxes, landmarks, smoothed quads, masks) into OUTPUT.
+
+    Needs no model weights. With --json, also writes every frame's tracks.
+    """
+    from .console import FrameProgress, progress_enabled
+    from .pipeline.jobs import edit_video
+    from .video.writer import EncodeOptions
+
+    chain = (f"detect=every={every}:model={detector}:select={select},"
+             f"align=size=256:crops=no:smooth={smooth},annotate=segments={segments}")
+    log_cm = _track_log(json_path, input, output, overwrite)
+    with log_cm as tracks, FrameProgress(f"inspect {click.format_filename(input)}", progress_enabled(quiet)) as bar:
+        def on_frame(record):
+            bar.advance()
+            if tracks is not None:
+                tracks.add(record)
+
+        summary = edit_video(input, output, chain, start=start, end=end, overwrite=overwrite,
+                             encode=EncodeOptions(crf=crf, preset=preset), on_frame=on_frame,
+                             on_start=lambda reader: bar.start(_expected_frames(reader)))
+    _report(summary, bar.elapsed, False)
+    if tracks is not None:
+        log.info("%d track(s): %s; tracks written to %s", len(tracks.tracks),
+                 ", ".join(f"#{k} frames {v['first']}-{v['last']}" for k, v in sorted(tracks.tracks.items())),
+                 json_path)
+
+
+def _track_log(json_path, input, output, overwrite):
+    import contextlib
+
+    if json_path is None:
+        return contextlib.nullcontext(None)
+    from .faces.tracklog import TrackLog
+    from .files import same_file
+
+    if same_file(json_path, output):
+        raise VideoinvError("--json and -o name the same file; choose another name for the tracks")
+    return TrackLog(json_path, input, inputs=[input], overwrite=overwrite)
+
+
+@cli.command()
 @click.argument("output", type=click.Path(path_type=str))
 @click.option("--seconds", type=click.FloatRange(min=0.04), default=5.0, show_default=True)
 @click.option("--size", default="1280x720", show_default=True, help="WIDTHxHEIGHT")
@@ -278,8 +335,8 @@ def stages(quiet):
         origin = registry.origin("stage", name)
         click.echo(f"{name}  {cls.summary()}" + ("" if origin == "core" else f"  [{origin}]"))
         for p in cls.params:
-            kind = getattr(p.convert_text, "__name__", "value") + ("s" if p.multiple else "")
-            click.echo(f"    {p.name}={kind}  {p.help} [default: {p.default}]")
+            default = "+".join(map(str, p.default)) if isinstance(p.default, (list, tuple)) else p.default
+            click.echo(f"    {p.name}={p.kind_name}  {p.help} [default: {default}]")
         if cls.extra_keys:
             click.echo("    NAME=value  (any further names are accepted)")
 

@@ -10,7 +10,7 @@ from fractions import Fraction
 from typing import Callable
 
 from ..chain import Chain
-from ..errors import InputError, OutputError, VideoinvError
+from ..errors import ChainError, InputError, OutputError, VideoinvError
 from ..files import atomic_output, check_output_path
 from ..registry import default_registry
 from ..video.audio import AudioPlan
@@ -62,6 +62,10 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     check_output_path(output, [input, *audio_inputs], overwrite)
     pipeline = Pipeline(chain, batch_size=batch_size)
     reader_cls = default_registry().get("reader", reader)
+    if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
+        log.info("first pass: analysing %s", input)
+        with reader_cls(input, start=start, end=end, salvage=salvage) as first:
+            pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
     with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline:
         info = reader.info
         if on_start is not None:
@@ -102,6 +106,10 @@ def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Ch
     ffmpeg pipe. Returns the number of frames written."""
     reader = RawFrameReader(instream, size[0], size[1], parse_rate(rate), pix_fmt)
     writer = RawFrameWriter(outstream, pix_fmt)
+    pipeline = Pipeline(chain, batch_size=batch_size)
+    if pipeline.needs_prepass:
+        raise ChainError("this chain reads the video twice (smooth=offline); a pipe can be read "
+                         "only once: use smooth=stream with filter")
     short_read: InputError | None = None
 
     def frames():
@@ -111,7 +119,7 @@ def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Ch
         except InputError as err:  # a partial last frame: finish the complete ones first
             short_read = err
 
-    with Pipeline(chain, batch_size=batch_size) as pipeline:
+    with pipeline:
         for record in pipeline.run(frames()):
             writer.write(record)
             if on_frame is not None:

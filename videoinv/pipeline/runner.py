@@ -29,6 +29,41 @@ class Pipeline:
     def is_identity(self) -> bool:
         return not self.stages
 
+    @property
+    def needs_prepass(self) -> bool:
+        return any(stage.needs_prepass for stage in self.stages)
+
+    def prepass(self, records: Iterable[FrameRecord]) -> None:
+        """Run the whole video through the stages before the first stage that needs a pre-pass
+        and hand their output to it (e.g. offline smoothing sees every track before the main
+        pass). Only small per-frame results are kept, never frames."""
+        k = next(i for i, stage in enumerate(self.stages) if stage.needs_prepass)
+        before, target = self.stages[:k], self.stages[k]
+        for stage in before:
+            stage.begin_prepass()
+
+        def through(batch):
+            for stage in before:
+                if not batch:
+                    break
+                batch = stage.process(batch)
+            return batch
+
+        batch: list[FrameRecord] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) == self.batch_size:
+                target.observe(through(batch))
+                batch = []
+        target.observe(through(batch))
+        tail: list[FrameRecord] = []
+        for stage in before:
+            tail = (stage.process(tail) if tail else []) + stage.flush()
+        target.observe(tail)
+        target.observed()
+        for stage in before:
+            stage.end_prepass()
+
     def push(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         """Feed records; returns those that have passed every stage (possibly none yet)."""
         self._in += len(batch)

@@ -35,6 +35,17 @@ class Param:
     help: str = ""
     multiple: bool = False
     choices: tuple | None = None
+    kind: str | None = None  # how ``videoinv stages`` names the value (derived when None)
+
+    @property
+    def kind_name(self) -> str:
+        if self.kind:
+            name = self.kind
+        elif self.choices:
+            name = "|".join(map(str, self.choices))
+        else:
+            name = {int: "int", float: "number", str: "text", parse_bool: "yes|no"}.get(self.convert_text, "value")
+        return f"{name}[+{name}...]" if self.multiple else name
 
     def convert(self, arg, stage: str) -> Any:
         texts = list(arg.items) if self.multiple else [arg.text]
@@ -43,7 +54,7 @@ class Param:
             try:
                 value = self.convert_text(text)
             except (TypeError, ValueError) as err:
-                kind = getattr(self.convert_text, "__name__", "value")
+                kind = self.kind_name.split("[")[0]
                 raise ChainError(f"option {self.name} of stage {stage}: {text!r} is not a valid {kind} "
                                  f"({err})") from None
             if self.choices is not None and value not in self.choices:
@@ -67,12 +78,28 @@ class Stage:
     params: ClassVar[tuple[Param, ...]] = ()
     extra_keys: ClassVar[bool] = False  # accept option names not in params (as ``extras``)
     identity: ClassVar[bool] = False  # the stage leaves every frame unchanged
+    needs_prepass: bool = False  # must see the whole video (through the stages before it) first
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return batch
 
     def flush(self) -> list[FrameRecord]:
         return []
+
+    # A pre-pass (see Pipeline.prepass): the stages before the first one that needs it process
+    # the whole video once with ``prepass=True`` (and may record what they computed, to replay
+    # it in the main pass); that stage gets their output through ``observe``.
+    def begin_prepass(self) -> None:
+        """Called on the stages before a prepass stage, before the pre-pass."""
+
+    def end_prepass(self) -> None:
+        """Called on those stages after the pre-pass, before the main pass."""
+
+    def observe(self, batch: list[FrameRecord]) -> None:
+        """Pre-pass input of a stage that ``needs_prepass``."""
+
+    def observed(self) -> None:
+        """End of the pre-pass input."""
 
     def close(self) -> None:
         """Release resources (models, worker processes)."""

@@ -1,0 +1,79 @@
+"""Pasting an (edited) aligned crop back into its frame.
+
+The crop and its mask are warped back with the inverse of the alignment transform (bicubic for
+the picture, bilinear for the mask),
+over the quad's bounding box only. ``alpha`` blending mixes in float and rounds; pixels where the
+warped mask is exactly zero are copied unchanged. ``laplacian`` blending mixes band-pass
+pyramids under a Gaussian pyramid of the mask (softer seams for colour differences) and then
+keeps every pixel outside the dilated mask support unchanged. ``colour`` matching first shifts
+the pasted face's colour statistics (Lab mean and spread, measured on the mask's soft edge) to
+those of the frame it goes into.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .quad import Quad, frame_roi, uncrop
+
+
+def match_colour(face: np.ndarray, frame: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """``face`` with its Lab statistics on ``ring`` moved to ``frame``'s (both [h,w,3] uint8)."""
+    if ring.sum() < 16:
+        return face
+    face_lab = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
+    frame_lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.float32)
+    f, g = face_lab[ring], frame_lab[ring]
+    scale = np.clip(g.std(0) / np.maximum(f.std(0), 1e-3), 0.5, 2.0)
+    adjusted = (face_lab - f.mean(0)) * scale + g.mean(0)
+    return cv2.cvtColor(np.clip(adjusted, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def _laplacian_blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray, levels: int) -> np.ndarray:
+    """Blend float images a (under mask=0) and b (mask=1) band by band."""
+    ga, gb, gm = [a], [b], [mask]
+    for _ in range(levels):
+        ga.append(cv2.pyrDown(ga[-1]))
+        gb.append(cv2.pyrDown(gb[-1]))
+        gm.append(cv2.pyrDown(gm[-1]))
+    out = ga[-1] * (1 - gm[-1][..., None]) + gb[-1] * gm[-1][..., None]
+    for i in range(levels - 1, -1, -1):
+        size = (ga[i].shape[1], ga[i].shape[0])
+        la = ga[i] - cv2.pyrUp(ga[i + 1], dstsize=size)
+        lb = gb[i] - cv2.pyrUp(gb[i + 1], dstsize=size)
+        m = gm[i][..., None]
+        out = cv2.pyrUp(out, dstsize=size) + la * (1 - m) + lb * m
+    return out
+
+
+def paste(frame: np.ndarray, crop_image: np.ndarray, mask: np.ndarray, quad: Quad, mode: str = "alpha",
+          colour: bool = False, strength: float = 1.0) -> np.ndarray:
+    """A new frame with ``crop_image`` [S,S,3] pasted through ``mask`` [S,S] (times ``strength``)."""
+    out = frame.copy()
+    roi = frame_roi(quad, frame.shape)
+    x0, y0, x1, y1 = roi
+    if x1 <= x0 or y1 <= y0 or strength <= 0:
+        return out
+    alpha = uncrop(np.ascontiguousarray(mask, np.float32), quad, roi, cv2.INTER_LINEAR) * float(strength)
+    support = alpha > 0
+    if not support.any():
+        return out
+    face = uncrop(np.ascontiguousarray(crop_image), quad, roi)
+    region = frame[y0:y1, x0:x1]
+    if colour:
+        face = match_colour(face, region, (alpha > 0.05) & (alpha < 0.6))
+    a, f, r = alpha[..., None], face.astype(np.float32), region.astype(np.float32)
+    if mode == "alpha":
+        mixed = r + (f - r) * a
+        out[y0:y1, x0:x1] = np.where(support[..., None], np.clip(np.rint(mixed), 0, 255), region).astype(np.uint8)
+        return out
+    if mode != "laplacian":
+        raise ValueError(f"blend mode must be alpha or laplacian, not {mode!r}")
+    levels = int(max(1, min(5, np.log2(max(min(x1 - x0, y1 - y0), 2)) - 3)))
+    inside = uncrop(np.ones(mask.shape, np.float32), quad, roi, cv2.INTER_LINEAR) > 0.999
+    f = np.where(inside[..., None], f, r)  # no black beyond the crop's edge in the coarse bands
+    mixed = _laplacian_blend(r, f, alpha, levels)
+    reach = cv2.dilate(support.astype(np.uint8), np.ones((2 ** levels * 2 + 1,) * 2, np.uint8)) > 0
+    out[y0:y1, x0:x1] = np.where(reach[..., None], np.clip(np.rint(mixed), 0, 255), region).astype(np.uint8)
+    return out

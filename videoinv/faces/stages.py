@@ -1,0 +1,327 @@
+"""The face stages of the chain: ``detect`` (detection + tracking + selection), ``align``
+(smoothed FFHQ quads, crops, crop-space landmarks, fades), ``blend`` (paste edited crops back
+through segment masks) and ``annotate`` (draw what was found, for ``videoinv inspect``)."""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import deque
+
+import numpy as np
+
+from ..errors import ChainError, VideoinvError
+from ..pipeline.stage import Param, Stage, parse_bool
+from ..video.frame import FrameRecord
+from .detect import face_descriptor, landmarks68
+from .face import Face
+from .masks import SEGMENTS, MaskSpec, build_mask
+from .paste import paste
+from .quad import Quad, crop, quad_from_landmarks, transform_points
+from .smooth import TrackSignals
+from .track import FaceTracker
+
+log = logging.getLogger(__name__)
+
+
+def _smooth_mode(text: str):
+    if text in ("stream", "offline", "none"):
+        return text
+    value = float(text)
+    if value < 0:
+        raise ValueError("a smoothing strength must be >= 0")
+    return value
+
+
+def _segments(text: str) -> str:
+    if text not in SEGMENTS:
+        raise ValueError(f"valid segments: {', '.join(SEGMENTS)}")
+    return text
+
+
+class Detect(Stage):
+    """Find and track every face: dlib HOG (or another detector) every N frames, landmarks always."""
+
+    name = "detect"
+    params = (
+        Param("every", int, 5, "run the detector every N frames (and whenever tracking is unsure)"),
+        Param("model", str, "hog", "detector: hog, cnn, or a plugin's (retinaface)"),
+        Param("size", int, 640, "detect on a copy scaled to this longer side"),
+        Param("upsample", int, 0, "dlib upsampling (1 finds faces down to ~30 px, 4x slower)"),
+        Param("threshold", float, 0.3, "minimum detector score"),
+        Param("max_gap", int, 30, "frames a hidden or lost face is waited for before its track ends"),
+        Param("cut", float, 0.4, "scene-cut threshold (thumbnail correlation)"),
+        Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
+        Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True),
+        Param("ref", str, None, "keep the face most like the one in this image (dlib descriptor)"),
+    )
+
+    def __init__(self, every, model, size, upsample, threshold, max_gap, cut, select, ids, ref):
+        from ..registry import default_registry
+
+        detector_cls = default_registry().get("detector", model)
+        self.detector = detector_cls(detect_size=size, upsample=upsample, threshold=threshold)
+        self.tracker = FaceTracker(self.detector, every=every, max_gap=max_gap, cut=cut)
+        self.select, self.ids = select, set(ids) if ids else None
+        self.reference = _reference_descriptor(ref) if ref else None
+        self._chosen: int | None = None  # the "largest" track being followed
+        self._descriptors: dict[int, list[np.ndarray]] = {}
+        self._recording: dict[int, list[Face]] | None = None
+        self._replay: dict[int, list[Face]] | None = None
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        for record in batch:
+            if self._replay is not None:
+                record.faces = [_fresh(f) for f in self._replay.get(record.index, [])]
+                continue
+            faces = self._choose(record, self.tracker.update(record.image, record.index))
+            if self._recording is not None:
+                self._recording[record.index] = [_fresh(f) for f in faces]
+            record.faces = faces
+        return batch
+
+    def begin_prepass(self) -> None:
+        self._recording = {}
+
+    def end_prepass(self) -> None:
+        self._replay, self._recording = self._recording, None
+
+    def _choose(self, record: FrameRecord, faces: list[Face]) -> list[Face]:
+        if self.ids is not None:
+            faces = [f for f in faces if f.track_id in self.ids]
+        if self.reference is not None:
+            faces = self._like_reference(record, faces)
+        if self.select == "largest" and faces:
+            alive = {f.track_id for f in faces}
+            if self._chosen not in alive:
+                areas = {t.id: t.area for t in self.tracker.tracks}
+                self._chosen = max(alive, key=lambda i: areas.get(i, 0.0))
+            faces = [f for f in faces if f.track_id == self._chosen]
+        return faces
+
+    def _like_reference(self, record: FrameRecord, faces: list[Face]) -> list[Face]:
+        for face in faces:  # a few descriptors per track, taken on detection frames
+            samples = self._descriptors.setdefault(face.track_id, [])
+            if face.detected and len(samples) < 3:
+                samples.append(face_descriptor(np.ascontiguousarray(record.image), face.landmarks))
+        distance = {f.track_id: float(np.linalg.norm(np.mean(self._descriptors[f.track_id], 0) - self.reference))
+                    for f in faces if self._descriptors.get(f.track_id)}
+        matching = {i: d for i, d in distance.items() if d < 0.6}
+        if not matching:
+            return []
+        best = min(matching, key=matching.get)
+        return [f for f in faces if f.track_id == best]
+
+
+def _fresh(face: Face) -> Face:
+    return Face(face.track_id, face.box, face.landmarks, face.score, face.detected)
+
+
+def _reference_descriptor(path: str) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise VideoinvError(f"cannot read the reference image {path}")
+    rgb = np.ascontiguousarray(image[:, :, ::-1])
+    from .detect import HogDetector
+
+    found = HogDetector(detect_size=max(rgb.shape[:2]), upsample=1, threshold=0.0).detect(rgb)
+    if not found:
+        raise VideoinvError(f"no face found in the reference image {path}; use a clear, frontal photo")
+    best = max(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    return face_descriptor(rgb, landmarks68(rgb, best.box))
+
+
+class Align(Stage):
+    """FFHQ-align every face: smoothed quads (streaming look-ahead or offline), crops, fades."""
+
+    name = "align"
+    params = (
+        Param("size", int, 1024, "crop size (the generator's resolution)"),
+        Param("smooth", _smooth_mode, "stream", "stream (look-ahead), offline (two passes), none, or a "
+              "strength N: stream with sigmas N/3 (centre) and N (size, rotation); 3 is the default",
+              kind="stream|offline|none|N"),
+        Param("lookahead", int, 8, "frames of look-ahead in stream mode (the latency)"),
+        Param("sigma", float, 1.0, "smoothing of the quad centre, frames (Gaussian sigma)"),
+        Param("sigma_axes", float, 3.0, "smoothing of the quad size and rotation, frames"),
+        Param("sigma_landmarks", float, 1.5, "smoothing of the landmarks (for masks), frames"),
+        Param("fade", int, 5, "frames over which a face fades in/out where its track starts/ends"),
+        Param("crops", parse_bool, True, "make the aligned crops (off: quads and landmarks only)"),
+        Param("scale", float, 1.0, "quad size factor (1.0 = FFHQ)"),
+    )
+
+    GAP = 3  # missing frames that do not count as a track ending
+
+    def __init__(self, size, smooth, lookahead, sigma, sigma_axes, sigma_landmarks, fade, crops, scale):
+        if size < 16:
+            raise ChainError("align size must be at least 16")
+        if isinstance(smooth, float):  # a strength
+            sigma, sigma_axes, sigma_landmarks, smooth = smooth / 3, smooth, smooth / 2, "stream"
+        self.size, self.mode, self.fade, self.crops, self.scale = size, smooth, max(1, fade), crops, scale
+        self.lookahead = max(lookahead, fade + self.GAP) if smooth == "stream" else 0
+        if smooth == "none":
+            sigma = sigma_axes = sigma_landmarks = 0.0
+        groups = [(slice(0, 2), sigma), (slice(2, 6), sigma_axes), (slice(6, 142), sigma_landmarks)]
+        self.signals = TrackSignals(groups, None if smooth == "offline" else self.lookahead,
+                                    keep=self.fade + self.GAP + 1)
+        self.needs_prepass = smooth == "offline"
+        self.pending: deque[FrameRecord] = deque()
+        self.first_frame: int | None = None  # of the video (for fades: present from the start)
+        self.latest: int | None = None
+        self.video_last: int | None = None  # known at the end (or after the pre-pass)
+        self._observed = False
+
+    def _add(self, record: FrameRecord) -> None:
+        t = record.index
+        self.first_frame = t if self.first_frame is None else self.first_frame
+        self.latest = t
+        for face in record.faces:
+            quad = quad_from_landmarks(face.landmarks, self.scale)
+            self.signals.add(face.track_id, t, np.concatenate([quad.to_vector(), face.landmarks.ravel()]))
+
+    def observe(self, batch: list[FrameRecord]) -> None:
+        for record in batch:
+            self._add(record)
+
+    def observed(self) -> None:
+        self._observed = True
+        self.video_last = self.latest
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        if self._observed:  # offline: every sample is known already
+            return [self._finish(record, horizon=None) for record in batch]
+        for record in batch:
+            self._add(record)
+            self.pending.append(record)
+        out = []
+        while self.pending and self.pending[0].index <= self.latest - self.lookahead:
+            out.append(self._finish(self.pending.popleft(), horizon=self.latest))
+        if out:
+            self.signals.forget_before(out[-1].index + 1)
+        return out
+
+    def flush(self) -> list[FrameRecord]:
+        self.video_last = self.latest
+        out = [self._finish(r, horizon=None) for r in self.pending]
+        self.pending.clear()
+        return out
+
+    def _finish(self, record: FrameRecord, horizon: int | None) -> FrameRecord:
+        """Smoothed quad, crop-space landmarks, crop and fade for each face of ``record``."""
+        t = record.index
+        for face in record.faces:
+            v = self.signals.smoothed(face.track_id, t)
+            quad = Quad.from_vector(v[:6])
+            landmarks = v[6:].reshape(68, 2)
+            face.quad = quad
+            face.crop_landmarks = transform_points(landmarks, quad.frame_to_crop(self.size)).astype(np.float32)
+            face.fade = self._fade(face.track_id, t, horizon)
+            face.extra["crop_size"] = self.size
+            if self.crops:
+                face.crop = crop(record.image, quad, self.size)
+        return record
+
+    def _fade(self, track: int, t: int, horizon: int | None) -> float:
+        """Ramps over ``fade`` frames where a face appears or disappears within the video (not
+        where the video itself starts or ends); gaps of up to GAP frames do not count."""
+        times = self.signals.times[track]
+        start, end = _stretch(times, t, self.GAP)
+        fade_in = 1.0 if start == self.first_frame else min(1.0, (t - start + 1) / self.fade)
+        if horizon is not None and end + self.GAP + 1 > horizon:
+            fade_out = 1.0  # it may go on beyond what has been seen
+        elif end == self.video_last:
+            fade_out = 1.0
+        else:
+            fade_out = min(1.0, (end - t + 1) / self.fade)
+        return float(min(fade_in, fade_out))
+
+
+def _stretch(times: list[int], t: int, gap: int) -> tuple[int, int]:
+    """First and last sample of the run (gaps of up to ``gap`` frames allowed) containing t."""
+    i = j = bisect.bisect_left(times, t)
+    while i > 0 and times[i] - times[i - 1] <= gap + 1:
+        i -= 1
+    while j + 1 < len(times) and times[j + 1] - times[j] <= gap + 1:
+        j += 1
+    return times[i], times[j]
+
+
+class Blend(Stage):
+    """Paste edited faces back through segment masks (alpha or Laplacian, optional colour match)."""
+
+    name = "blend"
+    params = (
+        Param("segments", _segments, ["face"], "segments to paste: " + ", ".join(SEGMENTS), multiple=True,
+              kind="segment"),
+        Param("exclude", _segments, [], "segments to keep from the source", multiple=True, kind="segment"),
+        Param("dilate", float, 8.0, "dilation, pixels at a 1024 crop"),
+        Param("eye_factor", float, 4.0, "how much more the eyes dilate"),
+        Param("feather", float, 15.0, "soft edge, pixels at a 1024 crop"),
+        Param("forehead", float, 1.0, "how far the forehead segment reaches above the brows"),
+        Param("mode", str, "alpha", "alpha or laplacian", choices=("alpha", "laplacian")),
+        Param("colour", parse_bool, False, "match the pasted face's colour to the frame"),
+        Param("source", str, "landmarks", "where masks come from: landmarks, or a parser plugin (bisenet)"),
+    )
+
+    def __init__(self, segments, exclude, dilate, eye_factor, feather, forehead, mode, colour, source):
+        try:
+            self.spec = MaskSpec(tuple(segments), tuple(exclude), dilate, eye_factor, feather, forehead)
+        except ValueError as err:
+            raise ChainError(f"blend: {err}") from None
+        self.mode, self.colour = mode, colour
+        self.parser = None
+        if source != "landmarks":
+            from ..registry import default_registry
+
+            self.parser = default_registry().get("parser", source)()
+
+    def mask_for(self, face: Face) -> np.ndarray:
+        """The mask at the size of the crop that is pasted (the edited one)."""
+        size = face.edited.shape[0]
+        landmarks = face.crop_landmarks * (size / face.extra.get("crop_size", size))
+        segments = self.parser.segments(face.crop, size) if self.parser is not None else None
+        return build_mask(landmarks, size, self.spec, segments)
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        for record in batch:
+            image = None
+            for face in record.faces:
+                if face.edited is None or face.quad is None:
+                    continue
+                face.mask = self.mask_for(face)
+                image = paste(record.image if image is None else image, face.edited, face.mask, face.quad,
+                              self.mode, self.colour, strength=face.fade)
+            if image is not None:
+                record.image = image
+        return batch
+
+
+class Annotate(Stage):
+    """Draw track ids, boxes, landmarks, smoothed quads and mask outlines (videoinv inspect)."""
+
+    name = "annotate"
+    params = (
+        Param("segments", _segments, ["face"], "mask outlines to draw", multiple=True, kind="segment"),
+        Param("masks", parse_bool, True, "draw mask outlines"),
+    )
+
+    def __init__(self, segments, masks):
+        self.spec = MaskSpec(tuple(segments))
+        self.masks = masks
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        from .draw import draw_faces
+
+        for record in batch:
+            if record.faces:
+                record.image = draw_faces(record.image, record.faces, self.spec if self.masks else None)
+        return batch
+
+
+def register(registry) -> None:
+    from . import detect
+
+    detect.register(registry)
+    for stage in (Detect, Align, Blend, Annotate):
+        registry.add_stage(stage)
