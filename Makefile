@@ -2,8 +2,9 @@
 # make test: set up and run the test suite (fast tests); make test-slow: the slow ones.
 VENV ?= .venv
 BIN := $(VENV)/bin
+DEMO_WEIGHTS := psp-ffhq-encode fse-encoder fse-direction-smile
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow test-gpu bench clean
 setup: $(VENV)/.setup-done
 
 $(VENV)/.setup-done: pyproject.toml constraints.txt scripts/setup.sh
@@ -14,19 +15,31 @@ demo: setup
 	mkdir -p samples
 	$(BIN)/videoinv sample samples/sample.mp4 --seconds 5 -y
 	$(BIN)/videoinv inspect samples/sample.mp4 -o samples/sample_inspect.mp4 --json samples/tracks.json -y
-	$(BIN)/videoinv edit samples/sample.mp4 -o samples/sample_edit.mp4 --chain copy -y
+	@if $(BIN)/videoinv weights check $(DEMO_WEIGHTS) -q 2>/dev/null; then \
+		echo "$(BIN)/videoinv edit samples/sample.mp4 -o samples/sample_edit.mp4 --edit smile=0:0s,1.5:2s -y"; \
+		$(BIN)/videoinv edit samples/sample.mp4 -o samples/sample_edit.mp4 --edit smile=0:0s,1.5:2s -y; \
+	else \
+		echo "demo: the FFHQ weights are not in the cache ('videoinv weights fetch $(DEMO_WEIGHTS)');"; \
+		echo "demo: editing with random weights instead, which only shows the plumbing"; \
+		echo "$(BIN)/videoinv edit samples/sample.mp4 -o samples/sample_edit.mp4 --model random:256:32 --edit sefa0=0:0s,3:2s -y"; \
+		$(BIN)/videoinv edit samples/sample.mp4 -o samples/sample_edit.mp4 --model random:256:32 --edit sefa0=0:0s,3:2s -y; \
+	fi
 	$(BIN)/videoinv probe samples/sample_edit.mp4
 
 test: setup
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m "slow and not gpu"
 
 bench: setup
 	$(BIN)/python benchmarks/io_throughput.py
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/faces_throughput.py
+	$(BIN)/python benchmarks/edit_throughput.py
 
 clean:
 	rm -rf samples benchmarks/results .pytest_cache
+
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m gpu

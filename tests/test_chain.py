@@ -85,7 +85,7 @@ def test_fuzz_parser_raises_only_chain_error(text):
         assert parse_chain(str(chain)) == chain
 
 
-NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,6}", fullmatch=True)
+NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_@-]{0,6}", fullmatch=True)
 ITEMS = st.text(max_size=8)
 
 
@@ -177,9 +177,9 @@ def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeyp
     (tmp_path / "vi_plug.py").write_text(textwrap.dedent('''
         from videoinv.pipeline.stage import Stage, Param
 
-        class Invert(Stage):
-            """Invert colours."""
-            name = "invert"
+        class Negate(Stage):
+            """Negate colours."""
+            name = "negate"
             params = (Param("amount", float, 1.0),)
             def __init__(self, amount):
                 self.amount = amount
@@ -189,7 +189,14 @@ def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeyp
                 return batch
 
         def register(registry):
-            registry.add_stage(Invert)
+            registry.add_stage(Negate)
+
+        class Shadow(Negate):
+            """Tries to take over a core stage name."""
+            name = "invert"
+
+        def shadow(registry):
+            registry.add_stage(Shadow)
 
         def broken(registry):
             raise ImportError("needs torchvision")
@@ -197,17 +204,19 @@ def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeyp
     dist = tmp_path / "vi_plug-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vi-plug\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[videoinv.plugins]\ninvert = vi_plug:register\nfancy = vi_plug:broken\n")
+    (dist / "entry_points.txt").write_text("[videoinv.plugins]\nnegate = vi_plug:register\nfancy = vi_plug:broken\nshadow = vi_plug:shadow\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
-    assert "invert" in registry.names("stage")
-    assert registry.origin("stage", "invert").startswith("plugin invert")
+    assert "negate" in registry.names("stage")
+    assert registry.origin("stage", "negate").startswith("plugin negate")
+    # a plugin cannot shadow a core stage: the core one stays
+    assert registry.origin("stage", "invert") == "core"
     assert "fancy" in registry.failed and "torchvision" in registry.failed["fancy"]
     with pytest.raises(ChainError, match="plugin fancy failed to load"):
         registry.stage("fancy")
     import numpy as np
 
-    pipeline = Pipeline("invert=amount=1", registry=registry, batch_size=2)
+    pipeline = Pipeline("negate=amount=1", registry=registry, batch_size=2)
     frames = [FrameRecord(i, i, 1, np.full((2, 2, 3), 10 * i, np.uint8)) for i in range(5)]
     out = list(pipeline.run(frames))
     assert [r.index for r in out] == list(range(5))

@@ -193,7 +193,7 @@ def test_import_a_direction_and_verify_catches_damage(cache, tmp_path):
     direction = tmp_path / "smile.npy"
     np.save(direction, (np.ones((1, 9216)) / 96).astype(np.float32))
     dest, described = W.import_file("fse-direction-smile", direction)
-    assert "(1, 9216)" in described
+    assert "(18, 512)" in described
     bad = tmp_path / "bad.npy"
     np.save(bad, np.ones((1, 512), np.float32))
     with pytest.raises(W.WeightsError, match="18x512"):

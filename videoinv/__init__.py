@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 
 _API = {
     "edit_video": "videoinv.pipeline.jobs",
+    "invert_video": "videoinv.pipeline.jobs",
+    "EditOptions": "videoinv.edit.recipe",
     "filter_raw": "videoinv.pipeline.jobs",
     "filter_file": "videoinv.pipeline.jobs",
     "Pipeline": "videoinv.pipeline.runner",

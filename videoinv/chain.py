@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from .errors import ChainError
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_@-]*$")
 SPECIAL = ",:=|+'\\"
 LIST_SEPS = "|+"
 
@@ -133,7 +133,7 @@ def _strip(chars) -> str:
 def _name(chars, what: str, spec: str) -> str:
     name = _strip(chars)
     if any(not active for c, active in chars) or not _NAME.match(name):
-        raise ChainError(f"bad {what} name {name!r} in chain {spec!r}: use letters, digits, _ and -")
+        raise ChainError(f"bad {what} name {name!r} in chain {spec!r}: use letters, digits, _, - and @")
     return name
 
 

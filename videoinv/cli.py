@@ -71,8 +71,9 @@ def _report(summary: dict, seconds: float, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
     audio = f", audio {summary['audio']}" if "audio" in summary else ""
-    log.info("wrote %s: %d frames %dx%d %s%s in %.1f s (%.1f fps)", summary["output"], summary["frames"],
-             summary["width"], summary["height"], summary["codec"], audio, seconds, summary["fps"] or 0)
+    extra = "".join(f"; {summary[k]}" for k in ("model", "note") if k in summary)
+    log.info("wrote %s: %d frames %dx%d %s%s in %.1f s (%.1f fps)%s", summary["output"], summary["frames"],
+             summary["width"], summary["height"], summary["codec"], audio, seconds, summary["fps"] or 0, extra)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -85,10 +86,50 @@ def cli() -> None:
     """
 
 
+def _face_options(func):
+    """Options of the face-editing chain shared by edit and invert."""
+    options = [
+        click.option("--model", default=None, help="fse (needs its weights), random:<size>[:<channels>] "
+                     "(random weights: plumbing only) or GENERATOR+ENCODER  [default: fse]"),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda"),
+        click.option("--faces", default="all", show_default=True, help="all, largest, or track ids (0,2)"),
+        click.option("--every", type=click.IntRange(1), default=5, show_default=True, help="detect every N frames"),
+        click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream",
+                     show_default=True, help="alignment smoothing"),
+        click.option("--latent-smooth", type=click.Choice(["off", "causal", "lookahead"]), default="off",
+                     show_default=True, help="temporal smoothing of W+ and F per face"),
+        click.option("--seed", type=int, default=None, help="noise seed (track t uses seed+t) [default: 0]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits=(), segments="face",
+                  exclude="", feather=15.0, blend="alpha", colour=False, latents=None):
+    from .edit.recipe import EditOptions
+
+    split = lambda text: tuple(p for p in text.replace(",", "+").split("+") if p)  # noqa: E731
+    return EditOptions(edits=list(edits), model=model or "fse", device=device, faces=faces, every=every,
+                       smooth=smooth, latent_smooth=latent_smooth, seed=seed, segments=split(segments),
+                       exclude=split(exclude), feather=feather, blend=blend, colour=colour, latents=latents)
+
+
 @cli.command()
 @click.argument("input", type=click.Path(dir_okay=True, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="output video file")
-@click.option("--chain", default="copy", show_default=True, help=CHAIN_HELP)
+@click.option("--edit", "edits", multiple=True, metavar="NAME[@A-B]=STRENGTH",
+              help="an edit (repeatable): smile=1.5, age@0-7=-2, smile=0:0s,1.5:2s,0:4s, sefa0=3, file.npy=1")
+@click.option("--segments", default="face", show_default=True,
+              help="where the edited face is pasted: skin, brows, eyes, nose, mouth, lips, forehead, face (a+b)")
+@click.option("--exclude", default="", help="segments kept from the source (a+b)")
+@click.option("--feather", type=float, default=15.0, show_default=True, help="mask edge, px at 1024")
+@click.option("--blend", type=click.Choice(["alpha", "laplacian"]), default="alpha", show_default=True)
+@click.option("--colour", is_flag=True, help="match the pasted face's colour to the frame")
+@click.option("--latents", default=None, type=click.Path(path_type=str),
+              help="a latent cache from 'videoinv invert' (skips detection and inversion)")
+@_face_options
+@click.option("--chain", default=None, help=CHAIN_HELP + " (instead of the options above)")
 @_encode_options
 @click.option("--audio", default="copy", show_default=True, metavar="copy|drop|FILE",
               help="copy the input's audio unchanged, drop it, or take it from FILE")
@@ -100,19 +141,116 @@ def cli() -> None:
               help="frames per batch through the stages")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
-def edit(input, output, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
+def edit(input, output, edits, segments, exclude, feather, blend, colour, latents, model, device, faces, every,
+         smooth, latent_smooth, seed, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
          overwrite, audio, start, end, salvage, reader, batch_size, as_json, quiet):
-    """Run the chain over INPUT and write the result to OUTPUT."""
+    """Edit the faces in INPUT and write OUTPUT with the source's timing, colours and audio.
+
+    \b
+    videoinv edit in.mp4 -o out.mp4 --edit smile=1.5
+    videoinv edit in.mp4 -o out.mp4 --edit age=2 --edit smile=0:0s,1.5:2s --segments mouth+eyes
+    videoinv edit in.mp4 -o out.mp4 --latents in.vinv --edit pose=-1    (after videoinv invert)
+    videoinv edit in.mp4 -o out.mp4 --chain copy                        (re-encode only)
+    """
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import edit_video
 
     encode = _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
+    options = None
+    if chain is not None:
+        if edits or latents or model:
+            raise VideoinvError("give either --chain or the edit options (--edit, --model, --latents), not both")
+    elif edits or latents or model:
+        options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits, segments, exclude,
+                                feather, blend, colour, latents)
     with FrameProgress(f"edit {click.format_filename(input)}", progress_enabled(quiet)) as bar:
-        summary = edit_video(input, output, chain, start=start, end=end, encode=encode, audio=audio,
+        summary = edit_video(input, output, chain, options=options, start=start, end=end, encode=encode, audio=audio,
                              overwrite=overwrite, salvage=salvage, batch_size=batch_size,
                              reader=reader, on_frame=bar.advance,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
+    if options is not None and options.model.startswith("random"):
+        summary["model"] = f"{options.model} (random weights: plumbing only)"
+    if options is None and chain is None:
+        summary["note"] = "no --edit given: re-encoded only (see 'videoinv edit --help')"
     _report(summary, bar.elapsed, as_json)
+
+
+@cli.command()
+@click.argument("input", type=click.Path(path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="the latent cache (.vinv)")
+@_face_options
+@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
+@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
+@click.option("-y", "--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
+@_common
+def invert(input, output, model, device, faces, every, smooth, latent_smooth, seed, start, end, overwrite,
+           as_json, quiet):
+    """Detect, align and invert every face of INPUT once, into a latent cache for 'edit --latents'."""
+    from .console import FrameProgress, progress_enabled
+    from .pipeline.jobs import invert_video
+
+    options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed)
+    with FrameProgress(f"invert {click.format_filename(input)}", progress_enabled(quiet)) as bar:
+        summary = invert_video(input, output, options=options, start=start, end=end, overwrite=overwrite,
+                               on_frame=bar.advance, on_start=lambda reader: bar.start(_expected_frames(reader)))
+    if as_json:
+        click.echo(json.dumps(summary))
+    log.info("wrote %s: %d frames, %d faces in %d track(s), model %s, in %.1f s", output, summary["frames"],
+             summary["faces"], summary["tracks"], summary["model"], bar.elapsed)
+
+
+@cli.group()
+def directions():
+    """Edit directions: the named ones, and those computed from a generator (GANSpace, SeFa)."""
+
+
+@directions.command("list")
+@click.option("--model", default=None, help="also list the computed directions cached for this model")
+@_common
+def directions_list(model, quiet):
+    """Named directions and where their files are."""
+    from .edit.directions import NAMED
+    from .models import weights as W
+
+    for name, weight in NAMED.items():
+        w = W.spec(weight)
+        click.echo(f"{name:12s} {W.status(weight):8s} {weight} ({w.terms}): {w.purpose}")
+    click.echo("ganspaceN   computed  principal component N of mapped latents (strength in std devs)")
+    click.echo("sefaN       computed  closed-form factorisation direction N (strength in std devs)")
+    click.echo("FILE        any .npy, .pt or .safetensors direction (W: 512 values, W+: layers x 512)")
+    if model:
+        from .edit.directions import _cache_path, generator_id  # noqa: F401 - the cache naming
+        from .models.specs import load_models
+        from .models.weights import cache_dir
+
+        ident = generator_id(load_models(model).G)
+        for path in sorted((cache_dir() / "directions").glob(f"*-{ident}-*.safetensors")):
+            click.echo(f"cached: {path}")
+
+
+@directions.command("compute")
+@click.option("--model", required=True, help="whose generator (fse, random:256, GENERATOR+ENCODER)")
+@click.option("--method", type=click.Choice(["ganspace", "sefa"]), required=True)
+@click.option("--layers", default=None, help="SeFa: W+ rows A-B to factorise [default: all]")
+@click.option("--samples", type=int, default=10_000, show_default=True, help="mapped latents sampled")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--top", type=int, default=8, show_default=True, help="how many to print")
+@_common
+def directions_compute(model, method, layers, samples, seed, top, quiet):
+    """Compute (and cache) GANSpace or SeFa directions of a generator; edit with ganspaceN/sefaN."""
+    from .edit.directions import computed
+    from .models.specs import load_models
+
+    span = None
+    if layers:
+        lo, _, hi = layers.partition("-")
+        span = (int(lo), int(hi or lo))
+    G = load_models(model).G
+    table = computed(G, method, span, samples, seed, refresh=True)
+    for i in range(min(top, len(table["vectors"]))):
+        click.echo(f"{method}{i}: std {float(table['scales'][i]):.4f}")
+    log.info("%d %s directions cached for this generator", len(table["vectors"]), method)
 
 
 def _expected_frames(reader) -> int | None:
@@ -432,6 +570,18 @@ def weights_import(name, path, link, force, quiet):
 
     dest, described = W.import_file(name, path, link=link, force=force)
     log.info("%s: %s -> %s", name, described, dest)
+
+
+@weights.command("check")
+@click.argument("names", nargs=-1, required=True)
+@_common
+def weights_check(names, quiet):
+    """Exit 0 when every NAME is in the cache, 1 (saying what is missing) otherwise."""
+    from .models import weights as W
+
+    missing = [name for name in names if W.status(name) != "present"]
+    if missing:
+        raise VideoinvError(f"missing: {', '.join(missing)}; {W.how_to_get(missing[0])}")
 
 
 @weights.command("verify")

@@ -56,3 +56,13 @@ def atomic_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     if not overwrite and out.exists():
         raise OutputError(f"output {out} appeared while writing; the result is kept as {tmp}")
     os.replace(tmp, out)
+
+
+def discard_atomic(cm: contextlib.AbstractContextManager, err: BaseException | None = None) -> None:
+    """Leave an entered :func:`atomic_output` block as failed: its temporary file is deleted and
+    nothing appears under the final name. ``err`` is what went wrong (an interrupt when None)."""
+    exc = err if err is not None else KeyboardInterrupt()
+    try:
+        cm.__exit__(type(exc), exc, exc.__traceback__)
+    except BaseException:  # noqa: BLE001 - the context manager re-raises what it was given
+        pass

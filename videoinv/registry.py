@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "videoinv.plugins"
 # core modules that register components with a module-level ``register(registry)``
-BUILTIN_MODULES = ("videoinv.pipeline.builtin", "videoinv.faces.stages")
+BUILTIN_MODULES = ("videoinv.pipeline.builtin", "videoinv.faces.stages", "videoinv.edit.stages")
 
 
 class Registry:

@@ -19,7 +19,7 @@ from torch import nn
 from .checkpoints import CheckpointError, build_encoder, build_generator, load_checkpoint
 from .encoder import FeatureStyleEncoder
 from .stylegan2 import StyleGAN2Generator, channel_table
-from .weights import WEIGHTS, require
+from .weights import WEIGHTS, WeightsError, require, status, weights_dir
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,13 @@ def _scale(name: str, t: torch.Tensor) -> tuple[float, float] | None:
     return 1.0, 0.0
 
 
+_WARNED: set[str] = set()
+
+
 def _random_warning(spec: str) -> None:
-    log.warning("%s: random weights - for tests and speed measurements only, the faces will not look right", spec)
+    if spec not in _WARNED:
+        _WARNED.add(spec)
+        log.warning("%s: random weights - for tests and speed measurements only, the faces will not look right", spec)
 
 
 def load_generator(spec: str, device="cpu") -> tuple[StyleGAN2Generator, torch.Tensor]:
@@ -112,3 +117,71 @@ def load_encoder(spec: str, device="cpu") -> FeatureStyleEncoder:
         return randomize_(E, seed=size + 1).eval().requires_grad_(False).to(device)
     path = require(spec) if spec in WEIGHTS else spec
     return build_encoder(load_checkpoint(path, map_location="cpu")).requires_grad_(False).to(device)
+
+
+# -- generator + encoder pairs -----------------------------------------------------------------
+BUNDLES = {"fse": ("psp-ffhq-encode", "fse-encoder")}  # FeatureStyleEncoder and the generator it was trained with
+
+
+class Models:
+    """A generator and the encoder that inverts into it (+ latent_avg), on one device."""
+
+    def __init__(self, spec: str, G: StyleGAN2Generator, latent_avg: torch.Tensor, E: FeatureStyleEncoder,
+                 device: torch.device):
+        self.spec, self.G, self.latent_avg, self.E, self.device = spec, G, latent_avg, E, device
+        self.random = spec.startswith("random")
+
+    @property
+    def size(self) -> int:
+        return self.G.size
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError("device cuda was asked for but no CUDA GPU is available; use device=cpu")
+    return torch.device(name)
+
+
+_LOADED: dict[tuple[str, str], Models] = {}
+
+
+def bundle_parts(spec: str) -> tuple[str, str]:
+    """(generator spec, encoder spec) of a bundle spec: ``fse``, ``random:256[:32]`` or
+    ``GENERATOR+ENCODER`` (each a registry name or a file)."""
+    if spec in BUNDLES:
+        return BUNDLES[spec]
+    if parse_random(spec) is not None:
+        return spec, spec
+    if "+" in spec:
+        generator, encoder = spec.split("+", 1)
+        return generator, encoder
+    raise CheckpointError(f"bad model {spec!r}: use fse, random:<size>[:<channels>] or GENERATOR+ENCODER")
+
+
+def require_all(names, what: str) -> None:
+    """Raise one message naming every registry file among ``names`` that is not cached yet."""
+    missing = [n for n in dict.fromkeys(names) if n in WEIGHTS and status(n) != "present"]
+    if missing:
+        raise WeightsError(f"{what} needs {', '.join(missing)}, not in {weights_dir()}: "
+                           f"'videoinv weights fetch {' '.join(missing)}', or download "
+                           + " and ".join(WEIGHTS[m].page for m in missing)
+                           + " yourself and 'videoinv weights import NAME FILE' each (licences: 'videoinv weights list')")
+
+
+def load_models(spec: str, device: str = "auto") -> Models:
+    """The generator/encoder pair for ``spec``, loaded once per process and device. Missing
+    weight files raise before anything else happens (with how to get them)."""
+    dev = pick_device(device)
+    key = (spec, str(dev))
+    if key not in _LOADED:
+        generator, encoder = bundle_parts(spec)
+        require_all([generator, encoder], f"model {spec}")
+        G, latent_avg = load_generator(generator, dev)
+        E = load_encoder(encoder, dev)
+        if E.n_styles != G.n_latent or E.content_layer[-1].num_features != G.channels[16]:
+            raise CheckpointError(f"encoder {encoder} ({E.n_styles} styles) does not fit generator {generator} "
+                                  f"({G.n_latent} latents, {G.channels[16]} channels at 16x16)")
+        _LOADED[key] = Models(spec, G, latent_avg, E, dev)
+    return _LOADED[key]

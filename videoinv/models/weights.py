@@ -77,6 +77,12 @@ WEIGHTS: dict[str, WeightFile] = {w.name: w for w in [
                  f"{FSE_REPO}/boundaries_ours/{attr}_boundary.npy",
                  "github.com/InterDigitalInc/FeatureStyleEncoder boundaries_ours/", "w+direction", size=36992)
       for key, attr in (("smile", "Smiling"), ("eyeglasses", "Eyeglasses"), ("makeup", "Heavy_Makeup"))],
+    *[WeightFile(f"e4e-direction-{key}", f"{key}.pt",
+                 f"W edit direction '{key}' (InterFaceGAN on the FFHQ StyleGAN2, published with e4e)",
+                 "MIT (encoder4editing); the generator it was fitted on: " + NVIDIA_NC,
+                 f"https://github.com/omertov/encoder4editing/raw/main/editings/interfacegan_directions/{key}.pt",
+                 "github.com/omertov/encoder4editing (editings/interfacegan_directions)", "w-direction")
+      for key in ("age", "pose", "smile")],
     WeightFile("retinaface-resnet50", "detection_Resnet50_Final.pth",
                "RetinaFace ResNet-50 face detector (facexlib weights; RetinaFace plugin)",
                "facexlib release asset (facexlib is MIT-licensed; see its upstream model's terms)",
@@ -187,14 +193,18 @@ def fetch(name: str, progress: Progress | None = None, force: bool = False) -> P
 def check_layout(name: str, path: str | os.PathLike) -> str:
     """Open ``path`` the way videoinv will use it as ``name``; returns a description, or raises."""
     w = spec(name)
-    if w.layout == "w+direction":
+    if w.layout in ("w+direction", "w-direction"):
+        from ..edit.directions import load_direction_file
+
         try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise WeightsError(f"{path} is not a .npy array: {err}") from None
-        if arr.size != 18 * 512:
-            raise WeightsError(f"{path} has shape {arr.shape}; {name} is a W+ direction of 18x512 values")
-        return f"W+ direction {arr.shape} {arr.dtype}"
+            direction = load_direction_file(path, name)
+        except VideoinvError as err:
+            raise WeightsError(str(err)) from None
+        want = (18, 512) if w.layout == "w+direction" else (512,)
+        if tuple(direction.vector.shape) != want:
+            kind = "a W+ direction of 18x512" if w.layout == "w+direction" else "a W direction of 512"
+            raise WeightsError(f"{path} has {direction.vector.numel()} values; {name} is {kind} values")
+        return f"{'W+' if len(want) == 2 else 'W'} direction {tuple(direction.vector.shape)}"
     from .checkpoints import build_encoder, build_generator, load_checkpoint, read_file
 
     if w.layout == "torch-state":

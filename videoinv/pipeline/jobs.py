@@ -7,6 +7,7 @@ import os
 import subprocess
 import tempfile
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable
 
 from ..chain import Chain
@@ -42,14 +43,41 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> AudioPlan | N
     return AudioPlan(path=audio, cut=True, all_streams=False)
 
 
-def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str | Chain = "copy", *,
+def prepare_edit(input: str | os.PathLike, options) -> Chain:
+    """Load the models (failing on missing weights before any decoding), check a latent cache
+    against the video and models, and return the chain for ``options`` (an EditOptions)."""
+    from ..edit.cache import LatentCache, fingerprint, model_info
+    from ..edit.directions import NAMED
+    from ..edit.spec import EditSpec
+    from ..models.specs import bundle_parts, load_models, require_all
+
+    names = [EditSpec.parse(text).name for text in options.edits]
+    require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
+                f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
+    models = load_models(options.model, options.device)
+    if options.latents is not None:
+        cache = LatentCache(options.latents)
+        cache.check(fingerprint(input, describe(input)), model_info(models), {"size": models.size})
+        if options.seed is None:
+            options.seed = cache.metadata.get("seed", 0)
+    if options.seed is None:
+        options.seed = 0
+    return options.chain(models.size)
+
+
+def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str | Chain | None = None, *,
+               edits: list[str] | None = None, model: str | None = None, options=None,
                start=None, end=None, encode: EncodeOptions | None = None, audio: str = "copy",
                overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
                passthrough: bool = True, reader: str = "pyav",
                on_frame: Callable[[FrameRecord], None] | None = None,
                on_start: Callable[[Reader], None] | None = None) -> dict:
-    """Run ``chain`` over every frame of ``input`` (or the ``start``-``end`` range) and write
+    """Run a chain over every frame of ``input`` (or the ``start``-``end`` range) and write
     ``output`` with the source's timing and audio. Returns a summary dict.
+
+    The chain is ``chain`` (a spec), or the face-editing chain built from ``edits`` (e.g.
+    ``["smile=1.5"]``), ``model`` and ``options`` (an :class:`~videoinv.edit.recipe.EditOptions`
+    for the rest: faces, segments, latent cache ...); with none of them, ``copy``.
 
     ``passthrough``: frames no stage changed are encoded from the decoded picture (no RGB round
     trip) when the output's colour and size allow; False sends every frame through RGB.
@@ -60,7 +88,16 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     """
     audio_inputs = [audio] if audio not in ("copy", "drop") else []
     check_output_path(output, [input, *audio_inputs], overwrite)
-    pipeline = Pipeline(chain, batch_size=batch_size)
+    if chain is None and (edits or model or options):
+        from ..edit.recipe import EditOptions
+
+        options = options or EditOptions()
+        options.edits = list(edits) if edits is not None else options.edits
+        options.model = model or options.model
+        if not Path(input).is_file():
+            describe(input)  # the input's own one-line error comes first
+        chain = prepare_edit(input, options)
+    pipeline = Pipeline(chain or "copy", batch_size=batch_size)
     reader_cls = default_registry().get("reader", reader)
     if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
         log.info("first pass: analysing %s", input)
@@ -188,3 +225,43 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             raise InputError(f"ffmpeg decoded no frames from {source}")
     return {"input": source, "output": str(target), "frames": writer.frames_written,
             "width": size[0], "height": size[1], "codec": encode.codec}
+
+
+def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: str | None = None, options=None,
+                 start=None, end=None, overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
+                 on_frame: Callable[[FrameRecord], None] | None = None,
+                 on_start: Callable[[Reader], None] | None = None) -> dict:
+    """Detect, track, align and invert every face of ``input`` and store the result in the
+    latent cache ``output`` (``.vinv``) for ``edit_video(..., options=EditOptions(latents=...))``."""
+    from ..edit.cache import FORMAT, LatentCacheWriter, fingerprint, model_info
+    from ..edit.recipe import EditOptions
+    from ..models.specs import load_models
+
+    options = options or EditOptions()
+    options.model = model or options.model
+    describe(input)
+    if Path(output).suffix != ".vinv":
+        raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
+    check_output_path(output, [input], overwrite)
+    models = load_models(options.model, options.device)
+    pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size)
+    if pipeline.needs_prepass:
+        with Reader(input, start=start, end=end, salvage=salvage) as first:
+            pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
+    metadata = {"format": FORMAT, "fingerprint": fingerprint(input, describe(input)), "models": model_info(models),
+                "size": models.size, "seed": options.seed if options.seed is not None else 0,
+                "smooth": options.smooth, "latent_smooth": options.latent_smooth, "every": options.every,
+                "faces": options.faces, "range": [str(start) if start else None, str(end) if end else None]}
+    frames = faces = 0
+    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
+            LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache:
+        if on_start is not None:
+            on_start(reader)
+        for record in pipeline.run(prefetch(reader.frames(rgb=True), depth=2 * batch_size)):
+            cache.add(record)
+            frames += 1
+            faces += len(record.faces)
+            if on_frame is not None:
+                on_frame(record)
+    return {"input": str(input), "output": str(output), "frames": frames, "faces": faces,
+            "tracks": len(cache.rows), "model": options.model}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
+from collections import defaultdict
 from typing import Iterable, Iterator, TypeVar
 
 from ..chain import Chain, build_stages
@@ -24,6 +26,7 @@ class Pipeline:
         self.batch_size = max(1, int(batch_size))
         self._in = 0
         self._out = 0
+        self.seconds: dict[str, float] = defaultdict(float)  # busy time per stage (name#position)
 
     @property
     def is_identity(self) -> bool:
@@ -67,18 +70,22 @@ class Pipeline:
     def push(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         """Feed records; returns those that have passed every stage (possibly none yet)."""
         self._in += len(batch)
-        for stage in self.stages:
+        for i, stage in enumerate(self.stages):
             if not batch:
                 break
+            t = time.perf_counter()
             batch = stage.process(batch)
+            self.seconds[f"{stage.name}#{i}"] += time.perf_counter() - t
         self._out += len(batch)
         return batch
 
     def flush(self) -> list[FrameRecord]:
         """End of input: drain every stage's held-back records, in order."""
         out: list[FrameRecord] = []
-        for stage in self.stages:
+        for i, stage in enumerate(self.stages):
+            t = time.perf_counter()
             out = (stage.process(out) if out else []) + stage.flush()
+            self.seconds[f"{stage.name}#{i}"] += time.perf_counter() - t
         self._out += len(out)
         if self._out != self._in:
             raise RuntimeError(f"pipeline lost frames: {self._in} in, {self._out} out "

@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from ..errors import OutputError
-from ..files import atomic_output
+from ..files import atomic_output, discard_atomic
 from .audio import AudioMux, AudioPlan
 from .colour import output_colour
 from .frame import FrameRecord
@@ -308,11 +308,7 @@ class Writer:
                     thing.close()
                 except Exception:  # noqa: BLE001 - the file is being discarded anyway
                     pass
-        exc = err if err is not None else KeyboardInterrupt()
-        try:
-            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
-        except BaseException:  # the context manager re-raises what it was given
-            pass
+        discard_atomic(self._atomic, err)
 
     def __enter__(self) -> Writer:
         return self

@@ -1,0 +1,82 @@
+"""`videoinv edit` end to end: frames/s, peak memory and where the time goes.
+
+    python benchmarks/edit_throughput.py [--frames 30] [--models random:256,random:1024] [--device cpu]
+
+For each model: one run of `edit` (detect, align, invert, edit with a SeFa direction, synthesize,
+blend, encode) on a generated 1280x720 single-face clip, in a fresh process so peak RSS is the
+run's own; the busy seconds of every stage (time spent in its process/flush calls) and the
+decode/encode remainder. Random weights (speed does not depend on the values). Prints a table and
+writes benchmarks/results/edit_throughput.json. No target here: the throughput work sets them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+RUN = r"""
+import json, resource, sys, time
+from videoinv.edit.recipe import EditOptions
+from videoinv.pipeline import jobs
+from videoinv.pipeline.runner import Pipeline
+clip, out, model, device = sys.argv[1:5]
+made = []
+real = Pipeline.__init__
+def keep(self, *a, **k):
+    real(self, *a, **k)
+    made.append(self)
+Pipeline.__init__ = keep
+options = EditOptions(edits=["sefa0=3"], model=model, device=device)
+t = time.perf_counter()
+summary = jobs.edit_video(clip, out, options=options, overwrite=True)
+wall = time.perf_counter() - t
+stages = {k: round(v, 3) for k, v in made[-1].seconds.items()}
+print(json.dumps({"frames": summary["frames"], "wall_s": round(wall, 3), "stage_s": stages,
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--models", default="random:256,random:1024")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=RESULTS / "edit_throughput.json")
+    args = ap.parse_args()
+    from videoinv import samples
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="videoinv-edit-") as tmp:
+        clip = Path(tmp) / "clip.mp4"
+        samples.write_clip(clip, samples.moving_face(), args.frames, audio=True)
+        for model in args.models.split(","):
+            result = subprocess.run([sys.executable, "-c", RUN, str(clip), str(Path(tmp) / "out.mp4"), model,
+                                     args.device], capture_output=True, text=True)
+            if result.returncode != 0:
+                print(result.stderr, file=sys.stderr)
+                return 1
+            row = json.loads(result.stdout.strip().splitlines()[-1])
+            row["model"] = model
+            row["fps"] = round(row["frames"] / row["wall_s"], 3)
+            row["io_and_other_s"] = round(row["wall_s"] - sum(row["stage_s"].values()), 3)
+            rows.append(row)
+            busy = ", ".join(f"{k.split('#')[0]} {v:.1f}s" for k, v in row["stage_s"].items())
+            print(f"{model:>12}: {row['fps']:6.2f} fps, peak {row['peak_rss_mb']:7.1f} MB, {busy}, "
+                  f"decode/encode/other {row['io_and_other_s']:.1f}s", flush=True)
+    report = {"benchmark": "edit_throughput", "size": "1280x720", "frames": args.frames, "device": args.device,
+              "cpus": os.cpu_count(), "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""`videoinv edit` end to end with random models on the real-face clips: reconstruction, edit
+algebra, segment-restricted edits, several faces, the latent cache, timing and audio."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from videoinv import samples
+from videoinv.cli import main
+from videoinv.edit.directions import Direction, computed, resolve
+from videoinv.edit.spec import EditSpec, Keyframes, apply_edits
+from videoinv.edit.stages import to_uint8
+from videoinv.faces.quad import frame_roi, uncrop
+from videoinv.models.specs import load_models
+from videoinv.pipeline.runner import Pipeline
+from videoinv.video.reader import Reader
+
+from conftest import audio_packets_hash, read_all, video_times
+
+MODEL = "random:64:16"
+M = f"model='{MODEL}'"
+
+
+@pytest.fixture(scope="session")
+def small_clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("edit")
+    moving, crossing = root / "moving.mp4", root / "crossing.mp4"
+    samples.write_clip(moving, samples.moving_face(640, 360), 45, audio=True)
+    samples.write_clip(crossing, samples.crossing_faces(640, 360), 60, audio=True)
+    return {"moving": moving, "crossing": crossing}
+
+
+def run_chain(path, chain, **reader):
+    with Reader(path, **reader) as r:
+        records = list(r.frames())
+        originals = [np.array(rec.image) for rec in records]
+        return list(Pipeline(chain, batch_size=4).run(records)), originals
+
+
+def frame_mask(face, shape) -> np.ndarray:
+    roi = frame_roi(face.quad, shape)
+    alpha = np.zeros(shape[:2], np.float32)
+    x0, y0, x1, y1 = roi
+    import cv2
+
+    alpha[y0:y1, x0:x1] = uncrop(face.mask, face.quad, roi, cv2.INTER_LINEAR) * face.fade
+    return alpha
+
+
+def test_strength_zero_reconstructs_exactly(small_clips):
+    chain = f"detect,align=size=64,invert={M},edit={M}:sefa0=0,synthesize={M}:batch=1,blend"  # one face per pass
+    out, originals = run_chain(small_clips["moving"], chain)
+    G = load_models(MODEL).G
+    synth = next(s for s in Pipeline(chain).stages if s.name == "synthesize")
+    checked = 0
+    for record, original in zip(out, originals):
+        for face in record.faces:
+            w, feat = face.extra["w"], face.extra["F"]
+            assert torch.equal(face.extra["w_edit"], w)
+            expected = to_uint8(G.synthesize(w[None], feature=feat[None], k=5, noise=synth.noise_for(face.track_id)))[0]
+            assert np.array_equal(face.edited, expected)
+            changed = np.abs(record.image.astype(int) - original.astype(int)).max(-1) > 0
+            assert not (changed & (frame_mask(face, original.shape) == 0)).any()  # only inside the mask
+            assert changed.any()
+            checked += 1
+    assert checked == len(out) == 45
+
+
+def test_edit_algebra():
+    torch.manual_seed(0)
+    w = torch.randn(12, 512)
+    a, b = Direction("a", torch.randn(512)), Direction("b", torch.randn(12, 512), scale=15.0)
+    spec = lambda text: EditSpec.parse(text)  # noqa: E731
+    there = apply_edits(w, [(spec("a=2"), a)], 0.0, 0)
+    back = apply_edits(there, [(spec("a=-2"), a)], 0.0, 0)
+    assert torch.allclose(back, w, atol=1e-5)
+    both = apply_edits(w, [(spec("a=1"), a), (spec("b=1"), b)], 0.0, 0)
+    summed = Direction("s", a.vector.expand(12, -1) + 15.0 * b.vector)
+    assert torch.allclose(both, apply_edits(w, [(spec("s=1"), summed)], 0.0, 0), atol=1e-4)
+    ranged = apply_edits(w, [(spec("a@3-5=1"), a)], 0.0, 0)
+    assert torch.equal(ranged[:3], w[:3]) and torch.equal(ranged[6:], w[6:]) and not torch.equal(ranged[3:6], w[3:6])
+    faded = apply_edits(w, [(spec("a=2"), a)], 0.0, 0, fade=0.5)
+    assert torch.allclose(faded, apply_edits(w, [(spec("a=1"), a)], 0.0, 0))
+
+
+def test_keyframes_hit_their_values():
+    k = Keyframes.parse("0:0s,1.5:2s,1.5:4s,0:5s")
+    assert [k.at(t, 0) for t in (0, 1, 2, 3, 4, 4.5, 5, 9)] == [0, 0.75, 1.5, 1.5, 1.5, 0.75, 0, 0]
+    frames = Keyframes.parse("2:10f,4:20f")
+    assert (frames.at(99.0, 5), frames.at(99.0, 15), frames.at(0.0, 30)) == (2, 3, 4)
+    assert EditSpec.parse("age@0-7=-2").layers == (0, 7) and str(EditSpec.parse("age@0-7=-2")) == "age@0-7=-2"
+    for bad in ("smile", "smile=fast", "smile=1:2s,1:3f"):
+        with pytest.raises(Exception):
+            EditSpec.parse(bad)
+
+
+def test_keyframed_edit_strength_follows_time(small_clips):
+    chain = f"detect,align=size=64,invert={M},edit={M}:sefa0='0:0s,3:1s',synthesize={M}"
+    out, _ = run_chain(small_clips["moving"], chain)
+    direction = resolve("sefa0", load_models(MODEL).G)
+    for record in out[::7]:
+        face = record.faces[0]
+        expected = min(3.0, 3.0 * record.time) * face.fade
+        delta = face.extra["w_edit"] - face.extra["w"]
+        assert torch.allclose(delta, direction.delta(delta.shape[0], expected), atol=1e-4), record.index
+
+
+def test_segment_restricted_edit_touches_only_the_mouth(small_clips, tmp_path):
+    out_path = tmp_path / "mouth.mkv"
+    assert main(["edit", str(small_clips["moving"]), "-o", str(out_path), "--model", MODEL, "--edit", "sefa0=4",
+                 "--segments", "mouth", "--codec", "ffv1", "--pix-fmt", "bgr0", "-q"]) == 0
+    edited, source = read_all(out_path), read_all(small_clips["moving"])
+    records, _ = run_chain(small_clips["moving"], f"detect,align=size=64,invert={M},edit={M}:sefa0=4,"
+                                                  f"synthesize={M},blend=segments=mouth")
+    inside_changed = 0
+    for rec, a, b in zip(records, source, edited):
+        mask = frame_mask(rec.faces[0], a.image.shape)
+        diff = np.abs(a.image.astype(int) - b.image.astype(int)).max(-1)
+        assert (diff[mask == 0] == 0).all(), rec.index  # outside the dilated mouth: the source, exactly
+        inside_changed += int((diff[mask > 0.5] > 0).mean() > 0.5)
+    assert inside_changed >= len(records) - 2  # inside it changes (the first frames fade in)
+
+
+def test_two_faces_get_their_own_latents_and_largest_picks_one(small_clips):
+    chain = f"detect,align=size=64,invert={M},edit={M}:sefa1=2,synthesize={M}"
+    out, _ = run_chain(small_clips["crossing"], chain)
+    pairs = [r for r in out if len(r.faces) == 2]
+    assert len(pairs) > 20
+    for record in pairs:
+        a, b = record.faces
+        assert a.edited is not None and b.edited is not None
+        assert not torch.allclose(a.extra["w"], b.extra["w"])
+    largest, _ = run_chain(small_clips["crossing"], chain.replace("detect,", "detect=select=largest,"))
+    assert all(len(r.faces) <= 1 for r in largest) and sum(len(r.faces) for r in largest) > 50
+
+
+def test_latent_cache_gives_the_same_output_and_refuses_other_videos(small_clips, tmp_path):
+    clip = small_clips["moving"]
+    direct, cached, cache = tmp_path / "direct.mkv", tmp_path / "cached.mkv", tmp_path / "moving.vinv"
+    common = ["--model", MODEL, "--edit", "sefa0=0:0s,3:1s", "--codec", "ffv1", "--pix-fmt", "bgr0", "-q"]
+    assert main(["edit", str(clip), "-o", str(direct), *common]) == 0
+    assert main(["invert", str(clip), "-o", str(cache), "--model", MODEL, "-q"]) == 0
+    assert main(["edit", str(clip), "-o", str(cached), "--latents", str(cache), *common]) == 0
+    a, b = read_all(direct), read_all(cached)
+    assert len(a) == len(b) == 45
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    # timing and audio are the input's
+    (t_in, tb_in), (t_out, tb_out) = video_times(clip), video_times(direct)
+    assert len(t_in) == len(t_out)
+    assert all(abs((a - t_in[0]) - (b - t_out[0])) <= max(tb_in, tb_out) for a, b in zip(t_in, t_out))
+    assert audio_packets_hash(direct) == audio_packets_hash(clip)
+    # a cache for another clip, or another model, is refused before any work
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(small_clips["crossing"]), "-o",
+                             str(tmp_path / "x.mkv"), "--latents", str(cache), "--model", MODEL, "--edit", "sefa0=1"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "another video" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "y.mkv"),
+                             "--latents", str(cache), "--model", "random:64:8", "--edit", "sefa0=1"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "was made with model" in result.stderr
+    assert not (tmp_path / "x.mkv").exists() and not (tmp_path / "y.mkv").exists()
+
+
+def test_missing_weights_stop_before_decoding(small_clips, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path / "empty"))
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(small_clips["moving"]), "-o",
+                             str(tmp_path / "out.mp4"), "--edit", "smile=1.5"], capture_output=True, text=True)
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert "videoinv weights fetch psp-ffhq-encode fse-encoder fse-direction-smile" in line
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_random_model_output_is_labelled(small_clips, tmp_path):
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(small_clips["moving"]), "-o",
+                             str(tmp_path / "out.mp4"), "--model", MODEL, "--edit", "sefa0=1", "--json", "--end", "5f"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "random weights" in json.loads(result.stdout)["model"] and "random weights" in result.stderr
+
+
+def test_computed_directions_are_deterministic_orthonormal_and_move_the_image(tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path))
+    G = load_models(MODEL).G
+    for method in ("ganspace", "sefa"):
+        first = computed(G, method, samples=2000, seed=3, refresh=True)
+        again = computed(G, method, samples=2000, seed=3, refresh=True)
+        assert torch.equal(first["vectors"], again["vectors"])
+        v = first["vectors"].double()
+        assert torch.allclose(v @ v.t(), torch.eye(len(v), dtype=torch.float64), atol=1e-5)
+        assert (first["scales"] > 0).all()
+    direction = resolve("sefa0", G)
+    w = G.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)))[:, None].expand(1, G.n_latent, 512)
+    base = G.synthesize(w, noise_seed=0)
+    changes = [float((G.synthesize(w + direction.delta(G.n_latent, s)[None], noise_seed=0) - base).norm())
+               for s in (0.5, 1, 2, 4)]
+    assert 0 < changes[0] < changes[1] < changes[2] < changes[3]
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_on_a_long_clip(tmp_path):
+    short, long = tmp_path / "short.mp4", tmp_path / "long.mp4"
+    samples.write_clip(short, samples.moving_face(640, 360), 60)
+    samples.write_clip(long, samples.moving_face(640, 360), 600)
+    code = ("import resource\nfrom videoinv.cli import main\n"
+            "main(['edit', {!r}, '-o', {!r}, '--model', 'random:64:16', '--edit', 'sefa0=2', '-q', '--preset', "
+            "'ultrafast'])\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    peaks = []
+    for clip in (short, long):
+        out = subprocess.run([sys.executable, "-c", code.format(str(clip), str(tmp_path / f"{clip.stem}_out.mp4"))],
+                             check=True, capture_output=True, text=True)
+        peaks.append(int(out.stdout.strip().splitlines()[-1]))
+    assert peaks[1] <= 1.15 * peaks[0], peaks

@@ -1,0 +1,102 @@
+"""Edit specs: which directions, how strongly, on which layers, and how the strength changes over time.
+
+``NAME[@LAYERS]=STRENGTH``:
+
+* ``NAME``: a named direction (``smile``, ``age`` ...), ``ganspaceN``/``sefaN``, or a file;
+* ``@LAYERS``: an inclusive W+ row range ``@4-8`` (or one row ``@5``), default: the direction's;
+* ``STRENGTH``: a number, or keyframes ``value:time,value:time,...`` with times in seconds
+  (``2``, ``2.5s``, ``1:02``) or frame numbers (``60f``), interpolated linearly on the frames'
+  timestamps and held constant before the first and after the last keyframe.
+
+Examples: ``smile=1.5``, ``age@0-7=-2``, ``smile=0:0s,1.5:2s,1.5:4s,0:5s``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import VideoinvError
+from ..video.timing import TimePoint
+
+_EDIT = re.compile(r"^\s*([^=@\s]+)(?:@(\d+)(?:-(\d+))?)?\s*=\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class Keyframes:
+    """Piecewise-linear strength over time: ``points`` are (time, value), time in seconds or
+    frames (``by_frame``)."""
+
+    points: tuple[tuple[float, float], ...]
+    by_frame: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> Keyframes:
+        text = text.strip()
+        try:
+            return cls(((0.0, float(text)),))
+        except ValueError:
+            pass
+        points, units = [], set()
+        for part in text.split(","):
+            if ":" not in part:
+                raise VideoinvError(f"bad keyframe {part!r} in {text!r}: use value:time, e.g. 1.5:2s")
+            value, when = part.split(":", 1)
+            tp = TimePoint.parse(when)
+            units.add(tp.frame is not None)
+            try:
+                points.append((float(tp.frame if tp.frame is not None else tp.seconds), float(value)))
+            except ValueError:
+                raise VideoinvError(f"bad keyframe value {value!r} in {text!r}") from None
+        if len(units) > 1:
+            raise VideoinvError(f"keyframes {text!r} mix seconds and frame numbers; use one kind")
+        points.sort()
+        return cls(tuple(points), by_frame=units == {True})
+
+    def at(self, seconds: float, index: int) -> float:
+        t = float(index) if self.by_frame else seconds
+        pts = self.points
+        if t <= pts[0][0]:
+            return pts[0][1]
+        for (t0, v0), (t1, v1) in zip(pts, pts[1:]):
+            if t <= t1:
+                return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
+        return pts[-1][1]
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    name: str
+    strength: Keyframes
+    layers: tuple[int, int] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> EditSpec:
+        m = _EDIT.match(text)
+        if not m:
+            raise VideoinvError(f"bad edit {text!r}: use NAME=STRENGTH, NAME@4-8=STRENGTH or NAME=0:0s,1.5:2s")
+        name, lo, hi, strength = m.groups()
+        layers = (int(lo), int(hi if hi is not None else lo)) if lo is not None else None
+        if layers and layers[0] > layers[1]:
+            raise VideoinvError(f"bad layer range in {text!r}: {layers[0]} > {layers[1]}")
+        return cls(name, Keyframes.parse(strength), layers)
+
+    def __str__(self) -> str:
+        layers = "" if self.layers is None else f"@{self.layers[0]}-{self.layers[1]}"
+        if len(self.strength.points) == 1:
+            return f"{self.name}{layers}={self.strength.points[0][1]:g}"
+        unit = "f" if self.strength.by_frame else "s"
+        return f"{self.name}{layers}=" + ",".join(f"{v:g}:{t:g}{unit}" for t, v in self.strength.points)
+
+
+def apply_edits(w: torch.Tensor, edits: list[tuple[EditSpec, object]], seconds: float, index: int,
+                fade: float = 1.0) -> torch.Tensor:
+    """``w`` [n_latent,512] moved along every (spec, Direction) at this frame's strength x fade."""
+    out = w.clone()
+    for spec, direction in edits:
+        strength = spec.strength.at(seconds, index) * fade
+        if strength:
+            out = out + direction.delta(w.shape[0], strength, spec.layers).to(w.device, w.dtype)
+    return out

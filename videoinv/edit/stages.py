@@ -1,0 +1,275 @@
+"""The latent stages of the chain: ``invert`` (FeatureStyleEncoder: W+ and F per face), ``edit``
+(move W+ along directions, with keyframed strengths and track fades), ``synthesize`` (the
+generator from the corrected feature, one noise set per track) and ``latents`` (replay a latent
+cache instead of detecting and inverting)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ChainError
+from ..faces.smooth import TrackSignals
+from ..pipeline.stage import Param, Stage
+from ..video.frame import FrameRecord
+from .directions import resolve
+from .spec import EditSpec, apply_edits
+
+
+def model_spec(text: str) -> str:
+    if text == "random":
+        raise ValueError("random specs contain ':' - quote them in a chain: model='random:256:32'")
+    return text
+
+
+MODEL_HELP = "fse, random:<size>[:<channels>] (quoted in a chain) or GENERATOR+ENCODER"
+
+
+def _models(spec: str, device: str):
+    from ..models.specs import load_models
+
+    return load_models(spec, device)
+
+
+def crops_to_input(crops: list[np.ndarray], device) -> torch.Tensor:
+    """Aligned crops [S,S,3] uint8 -> the encoder's [N,3,256,256] in [-1,1] (bilinear halvings,
+    as FeatureStyleEncoder preprocesses; other sizes are area-resized)."""
+    from ..models.encoder import encoder_input
+
+    x = torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    size = x.shape[-1]
+    if size >= 256 and (size // 256) & (size // 256 - 1) == 0 and size % 256 == 0:
+        return encoder_input(x)
+    return F.interpolate(x, size=(256, 256), mode="area")
+
+
+class FrameBlocks:
+    """Groups records into blocks of ``size`` consecutive frame numbers (index // size), so a
+    model sees the same batches however the frames arrive: outputs do not depend on the
+    pipeline's batching or look-ahead (float results differ slightly with batch composition)."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self.pending: list[FrameRecord] = []
+
+    def add(self, batch: list[FrameRecord]) -> list[list[FrameRecord]]:
+        self.pending.extend(batch)
+        done = []
+        while self.pending and self.pending[-1].index // self.size > self.pending[0].index // self.size:
+            block = self.pending[0].index // self.size
+            n = next(i for i, r in enumerate(self.pending) if r.index // self.size != block)
+            done.append(self.pending[:n])
+            self.pending = self.pending[n:]
+        return done
+
+    def rest(self) -> list[list[FrameRecord]]:
+        out = []
+        while self.pending:
+            block = self.pending[0].index // self.size
+            n = next((i for i, r in enumerate(self.pending) if r.index // self.size != block), len(self.pending))
+            out.append(self.pending[:n])
+            self.pending = self.pending[n:]
+        return out
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[N,3,H,W] in about [-1,1] -> [N,H,W,3] uint8."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+class Invert(Stage):
+    """Invert every aligned face with FeatureStyleEncoder: W+ (latent_avg added) and F."""
+
+    name = "invert"
+    params = (
+        Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
+        Param("device", str, "auto", "auto, cpu or cuda"),
+        Param("batch", int, 8, "frames whose faces go through the encoder together"),
+        Param("smooth", str, "off", "temporal smoothing of W+ and F per track",
+              choices=("off", "causal", "lookahead")),
+        Param("sigma", float, 1.5, "latent smoothing width, frames"),
+        Param("lookahead", int, 4, "frames ahead for smooth=lookahead (the latency)"),
+    )
+
+    def __init__(self, model, device, batch, smooth, sigma, lookahead):
+        self.models = _models(model, device)
+        self.blocks = FrameBlocks(batch)
+        self.smooth, self.sigma = smooth, sigma
+        self.lookahead = lookahead if smooth == "lookahead" else 0
+        self.signals: TrackSignals | None = None
+        self.pending: deque[FrameRecord] = deque()
+        self.latest = -1
+        self._split: int | None = None
+
+    @torch.no_grad()
+    def _invert(self, block: list[FrameRecord]) -> None:
+        faces = [f for r in block for f in r.faces if f.crop is not None]
+        if not faces:
+            return
+        m = self.models
+        w_raw, feat = m.E(crops_to_input([f.crop for f in faces], m.device))
+        w = w_raw + m.latent_avg
+        for face, wi, fi in zip(faces, w, feat):
+            face.extra["w"], face.extra["F"] = wi, fi
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        return self._after(self.blocks.add(batch))
+
+    def _after(self, blocks: list[list[FrameRecord]]) -> list[FrameRecord]:
+        batch = []
+        for block in blocks:
+            self._invert(block)
+            batch.extend(block)
+        if self.smooth == "off":
+            return batch
+        for record in batch:
+            self._add(record)
+            self.pending.append(record)
+        out = []
+        while self.pending and self.pending[0].index <= self.latest - self.lookahead:
+            out.append(self._smoothed(self.pending.popleft()))
+        if out:
+            self.signals.forget_before(out[-1].index + 1)
+        return out
+
+    def flush(self) -> list[FrameRecord]:
+        out = self._after(self.blocks.rest())
+        out += [self._smoothed(r) for r in self.pending]
+        self.pending.clear()
+        return out
+
+    def _add(self, record: FrameRecord) -> None:
+        self.latest = record.index
+        for face in record.faces:
+            if "w" not in face.extra:
+                continue
+            w, feat = face.extra["w"], face.extra["F"]
+            if self.signals is None:
+                self._split = w.numel()
+                self.signals = TrackSignals([(slice(0, w.numel() + feat.numel()), self.sigma)], self.lookahead)
+            self.signals.add(face.track_id, record.index,
+                             torch.cat([w.flatten(), feat.flatten()]).double().cpu().numpy())
+
+    def _smoothed(self, record: FrameRecord) -> FrameRecord:
+        for face in record.faces:
+            if "w" not in face.extra:
+                continue
+            v = torch.from_numpy(self.signals.smoothed(face.track_id, record.index)).float()
+            w, feat = face.extra["w"], face.extra["F"]
+            face.extra["w"] = v[:self._split].view_as(w).to(w.device)
+            face.extra["F"] = v[self._split:].view_as(feat).to(feat.device)
+        return record
+
+
+class Edit(Stage):
+    """Move every face's W+ along directions: edit=smile=1.5|age@0-7=-2 (keyframes: quote them)."""
+
+    name = "edit"
+    extra_keys = True
+    params = (
+        Param("model", model_spec, "fse", "the model (its generator: layer count, computed directions)",
+              kind="model"),
+        Param("device", str, "auto", "auto, cpu or cuda"),
+        Param("direction", str, None, "a direction file to apply (with strength= and layers=)"),
+        Param("strength", str, "1", "strength or keyframes for direction="),
+        Param("layers", str, None, "W+ rows A-B for direction="),
+    )
+
+    def __init__(self, model, device, direction, strength, layers, extras):
+        G = _models(model, device).G
+        texts = [f"{key}={arg.text}" for key, arg in extras.items()]
+        if direction:
+            texts.append(f"{direction}{'@' + layers if layers else ''}={strength}")
+        if not texts:
+            raise ChainError("edit needs at least one edit, e.g. edit=smile=1.5 (see 'videoinv directions list')")
+        self.edits = []
+        for text in texts:
+            spec = EditSpec.parse(text)
+            self.edits.append((spec, resolve(spec.name, G)))
+            self.edits[-1][1].delta(G.n_latent, 0.0, spec.layers)  # checks the layers fit now
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        for record in batch:
+            for face in record.faces:
+                if "w" in face.extra:
+                    base = face.extra.get("w_edit", face.extra["w"])
+                    face.extra["w_edit"] = apply_edits(base, self.edits, record.time, record.index, face.fade)
+        return batch
+
+
+class Synthesize(Stage):
+    """Render every face's (edited) W+ with its corrected feature tensor; one noise set per track."""
+
+    name = "synthesize"
+    params = (
+        Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
+        Param("device", str, "auto", "auto, cpu or cuda"),
+        Param("seed", int, 0, "noise seed (track t uses seed + t)"),
+        Param("k", int, 5, "the styled conv whose input F replaces"),
+        Param("batch", int, 8, "frames whose faces go through the generator together"),
+    )
+
+    def __init__(self, model, device, seed, k, batch):
+        self.models = _models(model, device)
+        self.seed, self.k = seed, k
+        self.blocks = FrameBlocks(batch)
+        self.noise: dict[int, list[torch.Tensor]] = {}
+
+    def noise_for(self, track: int) -> list[torch.Tensor]:
+        if track not in self.noise:
+            self.noise[track] = self.models.G.make_noise(self.seed + track, self.models.device)
+        return self.noise[track]
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        return [r for block in self.blocks.add(batch) for r in self._render(block)]
+
+    def flush(self) -> list[FrameRecord]:
+        return [r for block in self.blocks.rest() for r in self._render(block)]
+
+    @torch.no_grad()
+    def _render(self, block: list[FrameRecord]) -> list[FrameRecord]:
+        chunk = [f for r in block for f in r.faces if "w" in f.extra]
+        G = self.models.G
+        if chunk:
+            w = torch.stack([f.extra["w"] for f in chunk])
+            w_edit = torch.stack([f.extra.get("w_edit", f.extra["w"]) for f in chunk])
+            feat = torch.stack([f.extra["F"] for f in chunk])
+            sets = [self.noise_for(f.track_id) for f in chunk]
+            noise = [torch.cat([s[j] for s in sets]) for j in range(G.num_layers)]
+            if not torch.equal(w, w_edit):  # the paper's Eq. 1, both feature passes in one batch
+                both = G.features_at(torch.cat([w, w_edit]), k=self.k, noise=[torch.cat([n, n]) for n in noise])
+                f_w, f_edit = both.chunk(2)
+                feat = feat + (f_edit - f_w)
+            images = to_uint8(G.synthesize(w_edit, feature=feat, k=self.k, noise=noise))
+            for face, image in zip(chunk, images):
+                face.edited = image
+        return block
+
+
+class Latents(Stage):
+    """Replay a latent cache (videoinv invert): faces, smoothed quads, masks' landmarks, W+ and F."""
+
+    name = "latents"
+    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu or cuda"))
+
+    def __init__(self, path, device):
+        from ..models.specs import pick_device
+        from .cache import LatentCache
+
+        if not path:
+            raise ChainError("latents needs path=FILE.vinv")
+        self.cache = LatentCache(path)
+        self.device = pick_device(device)
+
+    def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        for record in batch:
+            record.faces = self.cache.faces(record.index, self.device)
+        return batch
+
+
+def register(registry) -> None:
+    for stage in (Invert, Edit, Synthesize, Latents):
+        registry.add_stage(stage)
