@@ -5,7 +5,9 @@
 For each model: one run of `edit` (detect, align, invert, edit with a SeFa direction, synthesize,
 blend, encode) on a generated 1280x720 single-face clip, in a fresh process so peak RSS is the
 run's own; the busy seconds of every stage (time spent in its process/flush calls) and the
-decode/encode remainder. Random weights (speed does not depend on the values). Prints a table and
+decode/encode remainder. The baseline, run the same way first, is `edit --chain copy` with every
+frame decoded to RGB and encoded again: each model's fps is also given as a fraction of it, and
+its peak memory as the excess over it. Random weights (speed does not depend on the values). Prints a table and
 writes benchmarks/results/edit_throughput.json. No target here: the throughput work sets them.
 """
 
@@ -33,9 +35,12 @@ def keep(self, *a, **k):
     real(self, *a, **k)
     made.append(self)
 Pipeline.__init__ = keep
-options = EditOptions(edits=["sefa0=3"], model=model, device=device)
 t = time.perf_counter()
-summary = jobs.edit_video(clip, out, options=options, overwrite=True)
+if model == "copy":  # the baseline: decode and encode only, same harness
+    summary = jobs.edit_video(clip, out, "copy", overwrite=True, passthrough=False)
+else:
+    options = EditOptions(edits=["sefa0=3"], model=model, device=device)
+    summary = jobs.edit_video(clip, out, options=options, overwrite=True)
 wall = time.perf_counter() - t
 stages = {k: round(v, 3) for k, v in made[-1].seconds.items()}
 print(json.dumps({"frames": summary["frames"], "wall_s": round(wall, 3), "stage_s": stages,
@@ -56,7 +61,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="videoinv-edit-") as tmp:
         clip = Path(tmp) / "clip.mp4"
         samples.write_clip(clip, samples.moving_face(), args.frames, audio=True)
-        for model in args.models.split(","):
+        for model in ["copy"] + args.models.split(","):
             result = subprocess.run([sys.executable, "-c", RUN, str(clip), str(Path(tmp) / "out.mp4"), model,
                                      args.device], capture_output=True, text=True)
             if result.returncode != 0:
@@ -66,9 +71,13 @@ def main() -> int:
             row["model"] = model
             row["fps"] = round(row["frames"] / row["wall_s"], 3)
             row["io_and_other_s"] = round(row["wall_s"] - sum(row["stage_s"].values()), 3)
+            base = rows[0] if rows else row
+            row["fps_vs_copy"] = round(row["fps"] / base["fps"], 4)
+            row["rss_over_copy_mb"] = round(row["peak_rss_mb"] - base["peak_rss_mb"], 1)
             rows.append(row)
-            busy = ", ".join(f"{k.split('#')[0]} {v:.1f}s" for k, v in row["stage_s"].items())
-            print(f"{model:>12}: {row['fps']:6.2f} fps, peak {row['peak_rss_mb']:7.1f} MB, {busy}, "
+            busy = ", ".join(f"{k.split('#')[0]} {v:.1f}s" for k, v in row["stage_s"].items()) or "no stages"
+            print(f"{model:>12}: {row['fps']:6.2f} fps (x{row['fps_vs_copy']:.4f} of copy), peak "
+                  f"{row['peak_rss_mb']:7.1f} MB (+{row['rss_over_copy_mb']:.0f}), {busy}, "
                   f"decode/encode/other {row['io_and_other_s']:.1f}s", flush=True)
     report = {"benchmark": "edit_throughput", "size": "1280x720", "frames": args.frames, "device": args.device,
               "cpus": os.cpu_count(), "rows": rows}
