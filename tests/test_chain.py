@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from videoinv.chain import Arg, Chain, StageCall, bind_options, build_stages, parse_chain
+from videoinv.chain import Arg, Chain, StageCall, build_stages, parse_chain
 from videoinv.errors import ChainError
 from videoinv.pipeline.runner import Pipeline
 from videoinv.pipeline.stage import Param, Stage, parse_bool

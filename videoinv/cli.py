@@ -220,12 +220,10 @@ def directions_list(model, quiet):
     click.echo("sefaN       computed  closed-form factorisation direction N (strength in std devs)")
     click.echo("FILE        any .npy, .pt or .safetensors direction (W: 512 values, W+: layers x 512)")
     if model:
-        from .edit.directions import _cache_path, generator_id  # noqa: F401 - the cache naming
+        from .edit.directions import cached_tables
         from .models.specs import load_models
-        from .models.weights import cache_dir
 
-        ident = generator_id(load_models(model).G)
-        for path in sorted((cache_dir() / "directions").glob(f"*-{ident}-*.safetensors")):
+        for path in cached_tables(load_models(model).G):
             click.echo(f"cached: {path}")
 
 

@@ -172,10 +172,6 @@ class LatentCache:
 
 def model_info(models) -> dict:
     """How a cache names the models it was made with."""
-    from .directions import generator_id
+    from ..models.checkpoints import weights_id
 
-    encoder = hashlib.sha256()
-    for key, value in sorted(models.E.state_dict().items()):
-        encoder.update(key.encode())
-        encoder.update(value.detach().cpu().numpy().tobytes())
-    return {"spec": models.spec, "generator": generator_id(models.G), "encoder": encoder.hexdigest()[:16]}
+    return {"spec": models.spec, "generator": weights_id(models.G), "encoder": weights_id(models.E)}

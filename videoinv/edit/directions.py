@@ -135,22 +135,20 @@ def resolve(name: str, G=None) -> Direction:
 
 
 # -- computed from the generator ---------------------------------------------------------------
-def generator_id(G) -> str:
-    """A short hash of the generator's weights (computed directions are cached under it)."""
-    h = hashlib.sha256()
-    for key, value in sorted(G.state_dict().items()):
-        if key.startswith("noises."):
-            continue
-        h.update(key.encode())
-        h.update(value.detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()[:16]
+def cached_tables(G) -> list[Path]:
+    """The computed-direction files cached for this generator."""
+    from ..models.checkpoints import weights_id
+    from ..models.weights import cache_dir
+
+    return sorted((cache_dir() / "directions").glob(f"*-{weights_id(G)}-*.safetensors"))
 
 
 def _cache_path(G, method: str, options: dict) -> Path:
+    from ..models.checkpoints import weights_id
     from ..models.weights import cache_dir
 
     tag = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
-    return cache_dir() / "directions" / f"{method}-{generator_id(G)}-{tag}.safetensors"
+    return cache_dir() / "directions" / f"{method}-{weights_id(G)}-{tag}.safetensors"
 
 
 @torch.no_grad()

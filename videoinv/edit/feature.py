@@ -16,9 +16,12 @@ def corrected_feature(G, w: torch.Tensor, F: torch.Tensor, w_edited: torch.Tenso
                       noise: Sequence[torch.Tensor] | None = None, noise_seed: int | None = None) -> torch.Tensor:
     """``F + G.features_at(w_edited) - G.features_at(w)``, both feature passes in one batch.
 
-    ``w``, ``w_edited``: W+ [B,n_latent,512]; ``F``: [B,C,16,16] (k = 5)."""
+    ``w``, ``w_edited``: W+ [B,n_latent,512]; ``F``: [B,C,16,16] (k = 5). ``noise`` is one set
+    for the whole batch ([1,...] tensors) or one per sample ([B,...])."""
     if noise is None and noise_seed is not None:
         noise = G.make_noise(noise_seed)
+    if noise is not None:  # the two passes share each sample's noise
+        noise = [n if n.shape[0] == 1 else torch.cat([n, n]) for n in noise]
     both = G.features_at(torch.cat([w, w_edited]), k=k, noise=noise)
     f_w, f_edited = both.chunk(2)
     return F + f_edited - f_w

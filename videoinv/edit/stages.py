@@ -16,6 +16,7 @@ from ..faces.smooth import TrackSignals
 from ..pipeline.stage import Param, Stage
 from ..video.frame import FrameRecord
 from .directions import resolve
+from .feature import corrected_feature
 from .spec import EditSpec, apply_edits
 
 
@@ -56,23 +57,24 @@ class FrameBlocks:
         self.pending: list[FrameRecord] = []
 
     def add(self, batch: list[FrameRecord]) -> list[list[FrameRecord]]:
+        """The blocks that ``batch`` completed (a block is complete once a later one has begun)."""
         self.pending.extend(batch)
-        done = []
-        while self.pending and self.pending[-1].index // self.size > self.pending[0].index // self.size:
-            block = self.pending[0].index // self.size
-            n = next(i for i, r in enumerate(self.pending) if r.index // self.size != block)
-            done.append(self.pending[:n])
-            self.pending = self.pending[n:]
-        return done
+        return self._take(everything=False)
 
     def rest(self) -> list[list[FrameRecord]]:
-        out = []
+        """Every block still held, complete or not (at the end of the stream)."""
+        return self._take(everything=True)
+
+    def _take(self, everything: bool) -> list[list[FrameRecord]]:
+        done = []
         while self.pending:
             block = self.pending[0].index // self.size
-            n = next((i for i, r in enumerate(self.pending) if r.index // self.size != block), len(self.pending))
-            out.append(self.pending[:n])
-            self.pending = self.pending[n:]
-        return out
+            n = next((i for i, r in enumerate(self.pending) if r.index // self.size != block), None)
+            if n is None and not everything:
+                break
+            done.append(self.pending[:n])
+            self.pending = self.pending[n:] if n is not None else []
+        return done
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -239,10 +241,8 @@ class Synthesize(Stage):
             feat = torch.stack([f.extra["F"] for f in chunk])
             sets = [self.noise_for(f.track_id) for f in chunk]
             noise = [torch.cat([s[j] for s in sets]) for j in range(G.num_layers)]
-            if not torch.equal(w, w_edit):  # the paper's Eq. 1, both feature passes in one batch
-                both = G.features_at(torch.cat([w, w_edit]), k=self.k, noise=[torch.cat([n, n]) for n in noise])
-                f_w, f_edit = both.chunk(2)
-                feat = feat + (f_edit - f_w)
+            if not torch.equal(w, w_edit):  # unedited faces keep F exactly
+                feat = corrected_feature(G, w, feat, w_edit, k=self.k, noise=noise)
             images = to_uint8(G.synthesize(w_edit, feature=feat, k=self.k, noise=noise))
             for face, image in zip(chunk, images):
                 face.edited = image

@@ -19,6 +19,7 @@ anything else is refused: unpickling it could run arbitrary code.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pickle
 import re
@@ -186,3 +187,15 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, overw
     with atomic_output(dst, [src], overwrite) as tmp:
         save_file(tensors, str(tmp), metadata={"videoinv_kind": ckpt.kind, "source_layout": ckpt.layout})
     return ckpt
+
+
+def weights_id(module: torch.nn.Module) -> str:
+    """A short hash of a model's weights (values as float32, so a bf16 copy has the same id; the
+    generator's stored noise buffers are not weights). Caches name the models they came from by it."""
+    h = hashlib.sha256()
+    for key, value in sorted(module.state_dict().items()):
+        if key.startswith("noises."):
+            continue
+        h.update(key.encode())
+        h.update(value.detach().cpu().float().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import VideoinvError
 from .download import DownloadError, Progress, download, sha256_of
 

@@ -239,7 +239,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
 
     options = options or EditOptions()
     options.model = model or options.model
-    describe(input)
+    info = describe(input)
     if Path(output).suffix != ".vinv":
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
     check_output_path(output, [input], overwrite)
@@ -248,7 +248,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     if pipeline.needs_prepass:
         with Reader(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
-    metadata = {"format": FORMAT, "fingerprint": fingerprint(input, describe(input)), "models": model_info(models),
+    metadata = {"format": FORMAT, "fingerprint": fingerprint(input, info), "models": model_info(models),
                 "size": models.size, "seed": options.seed if options.seed is not None else 0,
                 "smooth": options.smooth, "latent_smooth": options.latent_smooth, "every": options.every,
                 "faces": options.faces, "range": [str(start) if start else None, str(end) if end else None]}
