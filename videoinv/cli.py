@@ -105,14 +105,47 @@ def _face_options(func):
     return func
 
 
+def _speed_options(func):
+    """How a run uses the machine (never what it computes, except float rounding for batch,
+    dtype and conv): passed to the command as one ``speed`` dict."""
+    options = [
+        click.option("--model-batch", type=click.IntRange(1), default=None,
+                     help="frames whose faces go through a model together; halved by itself on out-of-memory "
+                     "[default: 8 on CUDA, 1 on the CPU]"),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
+                     show_default=True, help="model precision (autocast; float16 needs CUDA)"),
+        click.option("--conv", type=click.Choice(["auto", "grouped", "shared"]), default="auto", show_default=True,
+                     help="the generator's modulated conv form (auto: the faster one for the batch)"),
+        click.option("--detect-workers", type=click.IntRange(0), default=None,
+                     help="processes detecting faces ahead of the tracker [default: 1 with 2+ cores]"),
+        click.option("--threads", type=click.IntRange(1), default=None,
+                     help="torch CPU threads [default: all cores, half of them when threaded]"),
+        click.option("--sequential", is_flag=True, help="run the stages one after the other on one thread "
+                     "(no overlap; the same output, slower)"),
+    ]
+
+    @functools.wraps(func)
+    def command(*args, model_batch, dtype, conv, detect_workers, threads, sequential, **kwargs):
+        speed = {"batch": model_batch, "dtype": dtype, "conv": conv, "workers": detect_workers,
+                 "threads": threads, "threaded": not sequential}
+        return func(*args, speed=speed, **kwargs)
+
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits=(), segments="face",
-                  exclude="", feather=15.0, blend="alpha", colour=False, latents=None):
+                  exclude="", feather=15.0, blend="alpha", colour=False, latents=None, speed=None):
     from .edit.recipe import EditOptions
 
+    speed = speed or {}
     split = lambda text: tuple(p for p in text.replace(",", "+").split("+") if p)  # noqa: E731
     return EditOptions(edits=list(edits), model=model or "fse", device=device, faces=faces, every=every,
                        smooth=smooth, latent_smooth=latent_smooth, seed=seed, segments=split(segments),
-                       exclude=split(exclude), feather=feather, blend=blend, colour=colour, latents=latents)
+                       exclude=split(exclude), feather=feather, blend=blend, colour=colour, latents=latents,
+                       batch=speed.get("batch"), dtype=speed.get("dtype", "float32"),
+                       conv=speed.get("conv", "auto"), workers=speed.get("workers"))
 
 
 @cli.command()
@@ -139,11 +172,12 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
 @click.option("--reader", default="pyav", show_default=True, help="frame reader: pyav, or a plugin's (decord)")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
               help="frames per batch through the stages")
+@_speed_options
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
 def edit(input, output, edits, segments, exclude, feather, blend, colour, latents, model, device, faces, every,
          smooth, latent_smooth, seed, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
-         overwrite, audio, start, end, salvage, reader, batch_size, as_json, quiet):
+         overwrite, audio, start, end, salvage, reader, batch_size, speed, as_json, quiet):
     """Edit the faces in INPUT and write OUTPUT with the source's timing, colours and audio.
 
     \b
@@ -162,11 +196,11 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
             raise VideoinvError("give either --chain or the edit options (--edit, --model, --latents), not both")
     elif edits or latents or model:
         options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits, segments, exclude,
-                                feather, blend, colour, latents)
+                                feather, blend, colour, latents, speed)
     with FrameProgress(f"edit {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         summary = edit_video(input, output, chain, options=options, start=start, end=end, encode=encode, audio=audio,
                              overwrite=overwrite, salvage=salvage, batch_size=batch_size,
-                             reader=reader, on_frame=bar.advance,
+                             reader=reader, threaded=speed["threaded"], threads=speed["threads"], on_frame=bar.advance,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
     if options is not None and options.model.startswith("random"):
         summary["model"] = f"{options.model} (random weights: plumbing only)"
@@ -182,17 +216,19 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
 @click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
 @click.option("--end", default=None, help="stop before this time or frame (exclusive)")
 @click.option("-y", "--overwrite", is_flag=True, help="replace OUTPUT if it exists")
+@_speed_options
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
 def invert(input, output, model, device, faces, every, smooth, latent_smooth, seed, start, end, overwrite,
-           as_json, quiet):
+           speed, as_json, quiet):
     """Detect, align and invert every face of INPUT once, into a latent cache for 'edit --latents'."""
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import invert_video
 
-    options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed)
+    options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, speed=speed)
     with FrameProgress(f"invert {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         summary = invert_video(input, output, options=options, start=start, end=end, overwrite=overwrite,
+                               threaded=speed["threaded"], threads=speed["threads"],
                                on_frame=bar.advance, on_start=lambda reader: bar.start(_expected_frames(reader)))
     if as_json:
         click.echo(json.dumps(summary))

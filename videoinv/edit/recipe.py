@@ -38,6 +38,35 @@ class EditOptions:
     latent_smooth: str = "off"
     seed: int | None = None  # noise seed (None: the latent cache's, else 0)
     latents: str | None = None  # a .vinv cache: skip detection and inversion
+    batch: int | None = None  # frames whose faces go through a model together (None: see model_batch)
+    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast for the models)
+    conv: str = "auto"  # the modulated conv's form: auto | grouped | shared
+    workers: int | None = None  # detection worker processes (None: 1 when there are 2+ cores)
+    warp: str = "auto"  # crops and paste-back: cv2 (CPU), torch (on the model's device), auto (torch on CUDA)
+
+    def device_warps(self) -> bool:
+        """Crop and paste on the model's device (frames uploaded once, no crops in host memory)."""
+        if self.warp == "auto":
+            from ..models.specs import pick_device
+
+            return pick_device(self.device).type == "cuda"
+        return self.warp == "torch"
+
+    def model_batch(self) -> int:
+        """``batch``, or by default 8 on CUDA and 1 on the CPU, where larger batches are slower
+        per face (activations fall out of the caches; see benchmarks/throughput.py)."""
+        if self.batch is not None:
+            return self.batch
+        from ..models.specs import pick_device
+
+        return 8 if pick_device(self.device).type == "cuda" else 1
+
+    def detect_workers(self) -> int:
+        if self.workers is not None:
+            return self.workers
+        from ..models.tuning import cpu_count
+
+        return 1 if cpu_count() > 1 else 0
 
     def chain(self, size: int) -> Chain:
         """The full chain for a generator of ``size`` pixels."""
@@ -57,7 +86,8 @@ class EditOptions:
             path, _, layers = head.partition("@")
             tail.append(_call("edit", model=self.model, device=self.device, direction=path, strength=strength,
                               layers=layers or None))
-        tail.append(_call("synthesize", model=self.model, device=self.device, seed=self.seed))
+        tail.append(_call("synthesize", model=self.model, device=self.device, seed=self.seed, batch=self.model_batch(),
+                          dtype=self.dtype, conv=self.conv))
         tail.append(_call("blend", segments=list(self.segments), exclude=list(self.exclude) or None,
                           feather=self.feather, mode=self.blend, colour="yes" if self.colour else None))
         return Chain(tuple(stages) + tuple(tail))
@@ -66,6 +96,7 @@ class EditOptions:
         """Detection, tracking, alignment and inversion: what a latent cache replaces."""
         select = {"select": "largest"} if self.faces == "largest" else (
             {"ids": [int(i) for i in self.faces.split(",")]} if self.faces not in ("all", "") else {})
-        return Chain((_call("detect", every=self.every, **select),
-                      _call("align", size=size, smooth=self.smooth),
-                      _call("invert", model=self.model, device=self.device, smooth=self.latent_smooth)))
+        return Chain((_call("detect", every=self.every, workers=self.detect_workers(), **select),
+                      _call("align", size=size, smooth=self.smooth, crops="no" if self.device_warps() else None),
+                      _call("invert", model=self.model, device=self.device, smooth=self.latent_smooth,
+                            batch=self.model_batch(), dtype=self.dtype)))

@@ -13,7 +13,12 @@ import torch.nn.functional as F
 
 from ..errors import ChainError
 from ..faces.smooth import TrackSignals
+from ..faces.warp import crop_tensor
+from ..models.ops import conv_mode
+from ..models.tuning import choose_conv_mode
+from ..pipeline.batching import AdaptiveBatch
 from ..pipeline.stage import Param, Stage
+from ..pipeline.transfer import GPU_CLOCK, transfer_for
 from ..video.frame import FrameRecord
 from .directions import resolve
 from .feature import corrected_feature
@@ -38,13 +43,35 @@ def _models(spec: str, device: str):
 def crops_to_input(crops: list[np.ndarray], device) -> torch.Tensor:
     """Aligned crops [S,S,3] uint8 -> the encoder's [N,3,256,256] in [-1,1] (bilinear halvings,
     as FeatureStyleEncoder preprocesses; other sizes are area-resized)."""
+    x = torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return _encoder_size(x)
+
+
+def _encoder_size(x: torch.Tensor) -> torch.Tensor:
     from ..models.encoder import encoder_input
 
-    x = torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
     size = x.shape[-1]
     if size >= 256 and (size // 256) & (size // 256 - 1) == 0 and size % 256 == 0:
         return encoder_input(x)
     return F.interpolate(x, size=(256, 256), mode="area")
+
+
+def device_frame(record: FrameRecord, device: torch.device) -> torch.Tensor:
+    """The record's frame on ``device`` ([3,H,W] uint8), uploaded once (see pipeline.transfer)."""
+    if record.device_image is None:
+        record.device_image = transfer_for(device).upload(record.image)
+    return record.device_image
+
+
+def faces_to_input(pairs: list, device: torch.device) -> torch.Tensor:
+    """The encoder's input for (record, face) pairs: from the aligned crops made on the CPU, or,
+    where alignment made none, cropped here from the frame on the model's device."""
+    if all(face.crop is not None for _, face in pairs):
+        return crops_to_input([face.crop for _, face in pairs], device)
+    crops = [crop_tensor(device_frame(record, device), face.quad, face.extra["crop_size"]) for record, face in pairs]
+    for (_, face), crop in zip(pairs, crops):
+        face.extra["on_device"] = True
+    return _encoder_size(torch.stack(crops) / 127.5 - 1)
 
 
 class FrameBlocks:
@@ -77,6 +104,24 @@ class FrameBlocks:
         return done
 
 
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _dtype(text: str) -> str:
+    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    text = aliases.get(text, text)
+    if text not in DTYPES:
+        raise ValueError("use float32, bfloat16 or float16")
+    return text
+
+
+def autocast(device: torch.device, dtype: str):
+    """Mixed precision for a model call (float32: off). float16 needs CUDA."""
+    if dtype == "float16" and device.type != "cuda":
+        raise ChainError("dtype=float16 needs a CUDA device; use bfloat16 on the CPU")
+    return torch.autocast(device.type, dtype=DTYPES[dtype], enabled=DTYPES[dtype] is not None)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """[N,3,H,W] in about [-1,1] -> [N,H,W,3] uint8."""
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
@@ -94,11 +139,14 @@ class Invert(Stage):
               choices=("off", "causal", "lookahead")),
         Param("sigma", float, 1.5, "latent smoothing width, frames"),
         Param("lookahead", int, 4, "frames ahead for smooth=lookahead (the latency)"),
+        Param("dtype", _dtype, "float32", "float32, bfloat16 or float16 (autocast)"),
     )
 
-    def __init__(self, model, device, batch, smooth, sigma, lookahead):
+    def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype):
         self.models = _models(model, device)
         self.blocks = FrameBlocks(batch)
+        self.dtype = dtype
+        self.chunks = AdaptiveBatch("invert")
         self.smooth, self.sigma = smooth, sigma
         self.lookahead = lookahead if smooth == "lookahead" else 0
         self.signals: TrackSignals | None = None
@@ -108,14 +156,20 @@ class Invert(Stage):
 
     @torch.no_grad()
     def _invert(self, block: list[FrameRecord]) -> None:
-        faces = [f for r in block for f in r.faces if f.crop is not None]
-        if not faces:
+        pairs = [(r, f) for r in block for f in r.faces if f.crop is not None or f.quad is not None]
+        if not pairs:
             return
         m = self.models
-        w_raw, feat = m.E(crops_to_input([f.crop for f in faces], m.device))
-        w = w_raw + m.latent_avg
-        for face, wi, fi in zip(faces, w, feat):
-            face.extra["w"], face.extra["F"] = wi, fi
+
+        def encode(chunk):
+            with GPU_CLOCK.span(m.device):
+                x = faces_to_input(chunk, m.device)
+                with autocast(m.device, self.dtype):
+                    w_raw, feat = m.E(x)
+            return list(zip(w_raw.float() + m.latent_avg, feat.float()))
+
+        for (_, face), (w, feat) in zip(pairs, self.chunks.map(encode, pairs)):
+            face.extra["w"], face.extra["F"] = w, feat
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return self._after(self.blocks.add(batch))
@@ -212,12 +266,17 @@ class Synthesize(Stage):
         Param("seed", int, 0, "noise seed (track t uses seed + t)"),
         Param("k", int, 5, "the styled conv whose input F replaces"),
         Param("batch", int, 8, "frames whose faces go through the generator together"),
+        Param("dtype", _dtype, "float32", "float32, bfloat16 or float16 (autocast)"),
+        Param("conv", str, "auto", "modulated conv form: grouped, shared, or auto (the faster for "
+              "the batch size)", choices=("auto", "grouped", "shared")),
     )
 
-    def __init__(self, model, device, seed, k, batch):
+    def __init__(self, model, device, seed, k, batch, dtype, conv):
         self.models = _models(model, device)
         self.seed, self.k = seed, k
         self.blocks = FrameBlocks(batch)
+        self.dtype, self.conv = dtype, conv
+        self.chunks = AdaptiveBatch("synthesize")
         self.noise: dict[int, list[torch.Tensor]] = {}
 
     def noise_for(self, track: int) -> list[torch.Tensor]:
@@ -233,20 +292,27 @@ class Synthesize(Stage):
 
     @torch.no_grad()
     def _render(self, block: list[FrameRecord]) -> list[FrameRecord]:
-        chunk = [f for r in block for f in r.faces if "w" in f.extra]
-        G = self.models.G
-        if chunk:
-            w = torch.stack([f.extra["w"] for f in chunk])
-            w_edit = torch.stack([f.extra.get("w_edit", f.extra["w"]) for f in chunk])
-            feat = torch.stack([f.extra["F"] for f in chunk])
-            sets = [self.noise_for(f.track_id) for f in chunk]
-            noise = [torch.cat([s[j] for s in sets]) for j in range(G.num_layers)]
-            if not torch.equal(w, w_edit):  # unedited faces keep F exactly
-                feat = corrected_feature(G, w, feat, w_edit, k=self.k, noise=noise)
-            images = to_uint8(G.synthesize(w_edit, feature=feat, k=self.k, noise=noise))
-            for face, image in zip(chunk, images):
-                face.edited = image
+        faces = [f for r in block for f in r.faces if "w" in f.extra]
+        for face, image in zip(faces, self.chunks.map(self._images, faces)):
+            face.edited = image
         return block
+
+    def _images(self, chunk) -> list[np.ndarray]:
+        G, device = self.models.G, self.models.device
+        w = torch.stack([f.extra["w"] for f in chunk])
+        w_edit = torch.stack([f.extra.get("w_edit", f.extra["w"]) for f in chunk])
+        feat = torch.stack([f.extra["F"] for f in chunk])
+        sets = [self.noise_for(f.track_id) for f in chunk]
+        noise = [torch.cat([s[j] for s in sets]) for j in range(G.num_layers)]
+        mode = choose_conv_mode(G, len(chunk), device, DTYPES[self.dtype]) if self.conv == "auto" else self.conv
+        with GPU_CLOCK.span(device):
+            with conv_mode(mode), autocast(device, self.dtype):
+                if not torch.equal(w, w_edit):  # unedited faces keep F exactly
+                    feat = corrected_feature(G, w, feat, w_edit, k=self.k, noise=noise)
+                images = G.synthesize(w_edit, feature=feat, k=self.k, noise=noise)
+            if all(f.extra.get("on_device") for f in chunk):  # blending happens on the device too
+                return list(((images.float().clamp(-1, 1) + 1) * 127.5).round())
+        return list(to_uint8(images))
 
 
 class Latents(Stage):

@@ -45,7 +45,10 @@ class _DlibDetector:
         self.detect_size, self.upsample, self.threshold = detect_size, upsample, threshold
 
     def detect(self, image: np.ndarray) -> list[Detection]:
-        small, scale = _scaled(image, self.detect_size)
+        return self.detect_scaled(*_scaled(image, self.detect_size))
+
+    def detect_scaled(self, small: np.ndarray, scale: float) -> list[Detection]:
+        """Detect in ``small``, the frame scaled by ``scale`` (see ``_scaled``)."""
         found = []
         for rect, score in self._find(small):
             if score >= self.threshold:

@@ -54,14 +54,23 @@ class Detect(Stage):
         Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
         Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True),
         Param("ref", str, None, "keep the face most like the one in this image (dlib descriptor)"),
+        Param("workers", int, 0, "worker processes detecting ahead of the tracker (dlib detectors; "
+              "0: detect in the stage's own thread)"),
     )
 
-    def __init__(self, every, model, size, upsample, threshold, max_gap, cut, select, ids, ref):
+    def __init__(self, every, model, size, upsample, threshold, max_gap, cut, select, ids, ref, workers):
         from ..registry import default_registry
+        from .pool import DetectionAhead
 
         detector_cls = default_registry().get("detector", model)
         self.detector = detector_cls(detect_size=size, upsample=upsample, threshold=threshold)
-        self.tracker = FaceTracker(self.detector, every=every, max_gap=max_gap, cut=cut)
+        self.every = max(1, every)
+        self.pool = None
+        if workers > 0 and DetectionAhead.supports(self.detector):
+            self.pool = DetectionAhead(self.detector, workers)
+        elif workers > 0:
+            log.info("detect: %s runs in the stage's thread (workers= is for dlib detectors)", model)
+        self.tracker = FaceTracker(self.pool or self.detector, every=every, max_gap=max_gap, cut=cut)
         self.select, self.ids = select, set(ids) if ids else None
         self.reference = _reference_descriptor(ref) if ref else None
         self._chosen: int | None = None  # the "largest" track being followed
@@ -69,16 +78,34 @@ class Detect(Stage):
         self._recording: dict[int, list[Face]] | None = None
         self._replay: dict[int, list[Face]] | None = None
 
+    def ahead(self, batch: list[FrameRecord]) -> None:
+        """Send the frames the tracker will detect on, if its schedule holds, to the pool."""
+        if self.pool is None or self._replay is not None:
+            return
+        last = self.tracker.last_detection
+        for record in batch:
+            if last is None:
+                last = record.index
+            if (record.index - last) % self.every == 0:
+                self.pool.schedule(record.index, record.image)
+
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         for record in batch:
             if self._replay is not None:
                 record.faces = [_fresh(f) for f in self._replay.get(record.index, [])]
                 continue
+            if self.pool is not None:
+                self.pool.at(record.index)
             faces = self._choose(record, self.tracker.update(record.image, record.index))
             if self._recording is not None:
                 self._recording[record.index] = [_fresh(f) for f in faces]
             record.faces = faces
         return batch
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     def begin_prepass(self) -> None:
         self._recording = {}
@@ -276,25 +303,55 @@ class Blend(Stage):
 
             self.parser = default_registry().get("parser", source)()
 
-    def mask_for(self, face: Face) -> np.ndarray:
+    def mask_for(self, face: Face, record: FrameRecord | None = None) -> np.ndarray:
         """The mask at the size of the crop that is pasted (the edited one)."""
-        size = face.edited.shape[0]
+        size = face.edited.shape[-1] if _on_device(face.edited) else face.edited.shape[0]
         landmarks = face.crop_landmarks * (size / face.extra.get("crop_size", size))
-        segments = self.parser.segments(face.crop, size) if self.parser is not None else None
+        segments = None
+        if self.parser is not None:
+            if face.crop is None and record is not None:  # aligned on the GPU: the parser wants a crop here
+                face.crop = crop(record.image, face.quad, face.extra.get("crop_size", size))
+            segments = self.parser.segments(face.crop, size)
         return build_mask(landmarks, size, self.spec, segments)
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
+        downloads = []
         for record in batch:
+            faces = [f for f in record.faces if f.edited is not None and f.quad is not None]
+            if faces and self.mode == "alpha" and not self.colour and all(_on_device(f.edited) for f in faces):
+                downloads.append((record, self._paste_on_device(record, faces)))
+                continue
             image = None
-            for face in record.faces:
-                if face.edited is None or face.quad is None:
-                    continue
-                face.mask = self.mask_for(face)
+            for face in faces:
+                if _on_device(face.edited):
+                    face.edited = face.edited.permute(1, 2, 0).cpu().byte().numpy()
+                face.mask = self.mask_for(face, record)
                 image = paste(record.image if image is None else image, face.edited, face.mask, face.quad,
                               self.mode, self.colour, strength=face.fade)
             if image is not None:
                 record.image = image
+            record.device_image = None
+        for record, download in downloads:  # the copies ran while later frames were pasted
+            record.image = download.result()
         return batch
+
+    def _paste_on_device(self, record: FrameRecord, faces: list[Face]):
+        from ..pipeline.transfer import GPU_CLOCK, transfer_for
+        from .warp import paste_tensor
+
+        frame = record.device_image
+        with GPU_CLOCK.span(frame.device):
+            for face in faces:
+                face.mask = self.mask_for(face, record)
+                mask = frame.new_tensor(face.mask, dtype=face.edited.dtype)
+                frame = paste_tensor(frame, face.edited, mask, face.quad, strength=face.fade)
+        record.device_image = None
+        return transfer_for(frame.device).download(frame)
+
+
+def _on_device(image) -> bool:
+    """A torch tensor (an edited crop kept on the model's device), not a numpy array."""
+    return type(image).__module__.startswith("torch")
 
 
 class Annotate(Stage):

@@ -7,6 +7,8 @@ convolution. Each op runs on CPU and CUDA, in float32/float64 and under bf16/fp1
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -132,6 +134,22 @@ class EqualLinear(nn.Module):
 
 
 # -- modulated convolution --------------------------------------------------------------------
+CONV_MODE: ContextVar[str | None] = ContextVar("videoinv_conv_mode", default=None)
+
+
+@contextmanager
+def conv_mode(mode: str | None):
+    """Run the modulated convs of this thread in ``mode`` ("grouped" or "shared"; None: the
+    class default) inside the block."""
+    if mode not in (None, "grouped", "shared"):
+        raise ValueError(f"conv mode must be grouped or shared, not {mode!r}")
+    token = CONV_MODE.set(mode)
+    try:
+        yield
+    finally:
+        CONV_MODE.reset(token)
+
+
 class ModulatedConv2d(nn.Module):
     """StyleGAN2's style-modulated convolution (optionally demodulated, optionally 2x upsampling
     through a transposed conv + blur).
@@ -161,7 +179,7 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         s = self.modulation(style)  # [B, in]
-        if self.mode == "shared":
+        if (CONV_MODE.get() or self.mode) == "shared":
             return self._shared(x, s)
         return self._grouped(x, s)
 

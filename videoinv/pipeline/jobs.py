@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import tempfile
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,7 @@ from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
 from ..video.timing import parse_rate
 from ..video.writer import EncodeOptions, Writer
-from .runner import Pipeline, prefetch
+from .runner import Pipeline, prefetch, timed, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                edits: list[str] | None = None, model: str | None = None, options=None,
                start=None, end=None, encode: EncodeOptions | None = None, audio: str = "copy",
                overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
-               passthrough: bool = True, reader: str = "pyav",
+               passthrough: bool = True, reader: str = "pyav", threaded: bool = True, threads: int | None = None,
                on_frame: Callable[[FrameRecord], None] | None = None,
                on_start: Callable[[Reader], None] | None = None) -> dict:
     """Run a chain over every frame of ``input`` (or the ``start``-``end`` range) and write
@@ -82,6 +83,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     ``passthrough``: frames no stage changed are encoded from the decoded picture (no RGB round
     trip) when the output's colour and size allow; False sends every frame through RGB.
     ``reader``: the frame reader by registry name ("pyav", or a plugin's such as "decord").
+    ``threaded``: every stage on its own thread, overlapping decoding and encoding (the output
+    is the same as without). ``threads``: torch's CPU threads (default: see ``torch_threads``).
 
     ``on_start(reader)`` is called once the input is open (e.g. to size a progress bar);
     ``on_frame(record)`` after each frame is written.
@@ -97,13 +100,14 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         if not Path(input).is_file():
             describe(input)  # the input's own one-line error comes first
         chain = prepare_edit(input, options)
-    pipeline = Pipeline(chain or "copy", batch_size=batch_size)
+    pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded)
     reader_cls = default_registry().get("reader", reader)
     if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
         log.info("first pass: analysing %s", input)
         with reader_cls(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
-    with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline:
+    with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
+            torch_threads(threaded, threads):
         info = reader.info
         if on_start is not None:
             on_start(reader)
@@ -112,7 +116,9 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         try:
             # RGB is made on the decoding thread when some stage will look at the pictures
             rgb = not (pipeline.is_identity and passthrough)
-            for record in pipeline.run(prefetch(reader.frames(rgb=rgb), depth=2 * batch_size)):
+            decoded = timed(reader.frames(rgb=rgb), pipeline.seconds, "decode")
+            for record in pipeline.run(prefetch(decoded, depth=2 * batch_size)):
+                t = time.perf_counter()
                 if writer is None:
                     # a trimmed range starts at 0 in the output; otherwise timestamps are kept
                     offset = record.pts * info.time_base if trimmed else Fraction(0)
@@ -120,11 +126,14 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                                     info, _audio_plan(audio, reader, record), inputs=[input, *audio_inputs],
                                     overwrite=overwrite, offset=offset, passthrough=passthrough)
                 writer.write(record)
+                pipeline.seconds["encode"] += time.perf_counter() - t
                 if on_frame is not None:
                     on_frame(record)
             if writer is None:
                 raise InputError(f"no frames to write: {input} has none in the selected range")
+            t = time.perf_counter()
             writer.close()
+            pipeline.seconds["encode"] += time.perf_counter() - t
         except BaseException as err:
             if writer is not None:
                 writer.abort(err)
@@ -133,7 +142,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                 "passed_through": writer.frames_passed_through,
                 "width": writer.size[0], "height": writer.size[1], "codec": writer.options.codec,
                 "audio": "none" if writer.audio is None else ("copied" if all(
-                    t.copy for t in writer.audio.tracks) else "re-encoded")}
+                    t.copy for t in writer.audio.tracks) else "re-encoded"),
+                "busy_seconds": {k: round(v, 3) for k, v in pipeline.seconds.items()}}
 
 
 def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Chain = "copy", *,
@@ -143,7 +153,7 @@ def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Ch
     ffmpeg pipe. Returns the number of frames written."""
     reader = RawFrameReader(instream, size[0], size[1], parse_rate(rate), pix_fmt)
     writer = RawFrameWriter(outstream, pix_fmt)
-    pipeline = Pipeline(chain, batch_size=batch_size)
+    pipeline = Pipeline(chain, batch_size=batch_size, threaded=True)
     if pipeline.needs_prepass:
         raise ChainError("this chain reads the video twice (smooth=offline); a pipe can be read "
                          "only once: use smooth=stream with filter")
@@ -180,7 +190,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     check_output_path(target, [source], overwrite)
     info = describe(source)
     size = (info.width, info.height)
-    with atomic_output(target, [source], overwrite) as tmp, Pipeline(chain, batch_size=batch_size) as pipeline, \
+    with atomic_output(target, [source], overwrite) as tmp, Pipeline(chain, batch_size=batch_size, threaded=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
         dec_cmd = decode_command(builder, source, info, binary)
         enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
@@ -229,6 +239,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
 
 def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: str | None = None, options=None,
                  start=None, end=None, overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
+                 threaded: bool = True, threads: int | None = None,
                  on_frame: Callable[[FrameRecord], None] | None = None,
                  on_start: Callable[[Reader], None] | None = None) -> dict:
     """Detect, track, align and invert every face of ``input`` and store the result in the
@@ -244,7 +255,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
     check_output_path(output, [input], overwrite)
     models = load_models(options.model, options.device)
-    pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size)
+    pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded)
     if pipeline.needs_prepass:
         with Reader(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
@@ -253,7 +264,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
                 "smooth": options.smooth, "latent_smooth": options.latent_smooth, "every": options.every,
                 "faces": options.faces, "range": [str(start) if start else None, str(end) if end else None]}
     frames = faces = 0
-    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
+    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, torch_threads(threaded, threads), \
             LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache:
         if on_start is not None:
             on_start(reader)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
 
 from ..chain import Chain, build_stages
 from ..video.frame import FrameRecord
 
 T = TypeVar("T")
+_END = object()
 
 
 class Pipeline:
@@ -21,9 +24,10 @@ class Pipeline:
     (frame by frame, as the raw-frame pipe does).
     """
 
-    def __init__(self, chain: str | Chain = "copy", registry=None, batch_size: int = 8):
+    def __init__(self, chain: str | Chain = "copy", registry=None, batch_size: int = 8, threaded: bool = False):
         self.stages = build_stages(chain, registry)
         self.batch_size = max(1, int(batch_size))
+        self.threaded = threaded  # run() runs each stage on its own thread (see run_threaded)
         self._in = 0
         self._out = 0
         self.seconds: dict[str, float] = defaultdict(float)  # busy time per stage (name#position)
@@ -74,6 +78,7 @@ class Pipeline:
             if not batch:
                 break
             t = time.perf_counter()
+            stage.ahead(batch)
             batch = stage.process(batch)
             self.seconds[f"{stage.name}#{i}"] += time.perf_counter() - t
         self._out += len(batch)
@@ -84,6 +89,8 @@ class Pipeline:
         out: list[FrameRecord] = []
         for i, stage in enumerate(self.stages):
             t = time.perf_counter()
+            if out:
+                stage.ahead(out)
             out = (stage.process(out) if out else []) + stage.flush()
             self.seconds[f"{stage.name}#{i}"] += time.perf_counter() - t
         self._out += len(out)
@@ -93,6 +100,13 @@ class Pipeline:
         return out
 
     def run(self, records: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
+        """Every record through every stage, in order (on threads when ``threaded``)."""
+        if self.threaded and self.stages:
+            return self.run_threaded(records)
+        return self.run_sequential(records)
+
+    def run_sequential(self, records: Iterable[FrameRecord]) -> Iterator[FrameRecord]:
+        """Batch after batch through the stages one after the other, on the calling thread."""
         batch: list[FrameRecord] = []
         for record in records:
             batch.append(record)
@@ -102,6 +116,106 @@ class Pipeline:
         if batch:
             yield from self.push(batch)
         yield from self.flush()
+
+    def run_threaded(self, records: Iterable[FrameRecord], depth: int = 2) -> Iterator[FrameRecord]:
+        """Like :meth:`run`, but every stage works on its own thread, connected to the next by a
+        queue of at most ``depth`` batches: stage k works on batch n while stage k+1 works on
+        batch n-1 (torch, OpenCV, PyAV and the detection workers release the GIL). Each stage
+        sees the same batches in the same order as with :meth:`run`, so the output is the same.
+        An error in any stage stops them all and is raised here."""
+        if not self.stages:
+            yield from self.run_sequential(records)
+            return
+        stop = threading.Event()
+        queues = [queue.Queue(maxsize=max(1, depth)) for _ in range(len(self.stages) + 1)]
+
+        def put(q: queue.Queue, item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def get(q: queue.Queue):
+            while not stop.is_set():
+                try:
+                    return q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            return _END, None
+
+        def feed() -> None:
+            try:
+                batch: list[FrameRecord] = []
+                for record in records:
+                    batch.append(record)
+                    if len(batch) == self.batch_size:
+                        self._in += len(batch)
+                        self.stages[0].ahead(batch)
+                        if not put(queues[0], (batch, None)):
+                            return
+                        batch = []
+                if batch:
+                    self._in += len(batch)
+                    self.stages[0].ahead(batch)
+                    put(queues[0], (batch, None))
+                put(queues[0], (_END, None))
+            except BaseException as err:  # noqa: BLE001 - handed to the consumer
+                put(queues[0], (_END, err))
+
+        def work(i: int, stage) -> None:
+            key = f"{stage.name}#{i}"
+            source, target = queues[i], queues[i + 1]
+            after = self.stages[i + 1] if i + 1 < len(self.stages) else None
+
+            def send(batch) -> bool:
+                if after is not None:
+                    after.ahead(batch)
+                return put(target, (batch, None))
+
+            try:
+                while True:
+                    batch, err = get(source)
+                    if batch is _END:
+                        if err is None and not stop.is_set():
+                            t = time.perf_counter()
+                            tail = stage.flush()
+                            self.seconds[key] += time.perf_counter() - t
+                            if tail:
+                                send(tail)
+                        put(target, (_END, err))
+                        return
+                    t = time.perf_counter()
+                    batch = stage.process(batch)
+                    self.seconds[key] += time.perf_counter() - t
+                    if batch and not send(batch):
+                        return
+            except BaseException as err:  # noqa: BLE001
+                put(target, (_END, err))
+
+        threads = [threading.Thread(target=feed, name="videoinv-feed", daemon=True)]
+        threads += [threading.Thread(target=work, args=(i, s), name=f"videoinv-{s.name}", daemon=True)
+                    for i, s in enumerate(self.stages)]
+        for thread in threads:
+            thread.start()
+        try:
+            while True:
+                batch, err = get(queues[-1])
+                if batch is _END:
+                    if err is not None:
+                        raise err
+                    break
+                self._out += len(batch)
+                yield from batch
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        if self._out != self._in:
+            raise RuntimeError(f"pipeline lost frames: {self._in} in, {self._out} out "
+                               f"(stages: {', '.join(s.name for s in self.stages)})")
 
     def close(self) -> None:
         for stage in self.stages:
@@ -114,7 +228,42 @@ class Pipeline:
         self.close()
 
 
-_END = object()
+def timed(items: Iterable[T], seconds: dict, key: str) -> Iterator[T]:
+    """``items``, adding the time spent producing each to ``seconds[key]`` (e.g. decoding)."""
+    iterator = iter(items)
+    try:
+        while True:
+            t = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                seconds[key] += time.perf_counter() - t
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+
+@contextmanager
+def torch_threads(threaded: bool, threads: int | None = None):
+    """Torch's intra-op thread count for a run: ``threads``, or by default all cores for a
+    sequential run and half of them in a threaded one (decoding, detection, blending and
+    encoding run beside the models). Only when torch is in use (a model stage imported it)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    from ..models.tuning import default_torch_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or default_torch_threads(threaded))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def prefetch(items: Iterable[T], depth: int = 8) -> Iterator[T]:

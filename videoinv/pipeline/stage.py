@@ -83,6 +83,11 @@ class Stage:
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return batch
 
+    def ahead(self, batch: list[FrameRecord]) -> None:
+        """Told about a batch as soon as it is on its way to this stage (from another thread
+        in a threaded run), before ``process`` gets it: a stage may start work for it elsewhere
+        (e.g. detection in worker processes). Must not change the records."""
+
     def flush(self) -> list[FrameRecord]:
         return []
 

@@ -24,7 +24,7 @@ class FrameRecord:
     """
 
     __slots__ = ("index", "pts", "time_base", "duration", "faces", "_image", "_source", "_to_rgb",
-                 "modified")
+                 "modified", "device_image")
 
     def __init__(self, index: int, pts: int, time_base: Fraction, image: np.ndarray | None = None,
                  duration: int | None = None, faces: list | None = None, source: Any = None,
@@ -40,6 +40,7 @@ class FrameRecord:
         self._source = source
         self._to_rgb = to_rgb
         self.modified = False
+        self.device_image = None  # [3,H,W] uint8 tensor on the model device while stages work on it
 
     @property
     def image(self) -> np.ndarray:
