@@ -33,3 +33,6 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 echo "setup: installing videoinv[$EXTRAS]"
 pip_install -e ".[$EXTRAS]"
+# LPIPS's linear-layer weights ship in the lpips wheel; its code needs torchvision (which would
+# pull another torch), so the wheel alone is installed and videoinv reads the weight files.
+pip_install --no-deps "lpips>=0.1.4"
