@@ -193,10 +193,11 @@ class LPIPS:
             raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
         if self.backend == "lpips":
             return self.model(x, y).flatten().cpu().numpy().astype(np.float64)
-        fx = self.model((x - self.shift) / self.scale)
-        fy = self.model((y - self.shift) / self.scale)
-        total = torch.zeros(x.shape[0], device=self.device)
-        for u, v, w in zip(fx, fy, self.weights):
+        n = x.shape[0]
+        features = self.model((torch.cat([x, y]) - self.shift) / self.scale)  # one pass for both
+        total = torch.zeros(n, device=self.device)
+        for f, w in zip(features, self.weights):
+            u, v = f[:n], f[n:]
             u = u / (u.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             v = v / (v.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             total += ((u - v).pow(2) * w).sum(1).mean((1, 2))
