@@ -26,14 +26,22 @@ needs_wheel = pytest.mark.skipif(L.importlib.util.find_spec("lpips") is None,
                                  reason="the lpips wheel (linear weights) is not installed: pip install --no-deps lpips")
 
 
-def fake_checkpoint(net: str, torch_home, seed: int = 0) -> dict:
-    """A checkpoint with torchvision's keys and shapes (features + the last classifier bias)."""
+CLASSIFIERS = {"alex": {1: (4096, 256 * 6 * 6), 4: (4096, 4096), 6: (1000, 4096)},
+               "vgg": {0: (4096, 512 * 7 * 7), 3: (4096, 4096), 6: (1000, 4096)}}
+
+
+def fake_checkpoint(net: str, torch_home, seed: int = 0, classifier: bool = False) -> dict:
+    """A checkpoint with torchvision's keys and shapes: the features, and the last classifier
+    bias or (``classifier``, for torchvision's strict loading) the whole classifier as zeros."""
     g = torch.Generator().manual_seed(seed)
     state = {}
     for i, (cin, cout, k, _, _) in CONVS[net].items():
         state[f"features.{i}.weight"] = torch.randn(cout, cin, k, k, generator=g) * (2 / (cin * k * k)) ** 0.5
         state[f"features.{i}.bias"] = torch.randn(cout, generator=g) * 0.01
     state["classifier.6.bias"] = torch.zeros(1000)
+    for i, shape in (CLASSIFIERS[net].items() if classifier else ()):
+        state[f"classifier.{i}.weight"] = torch.zeros(shape)
+        state[f"classifier.{i}.bias"] = torch.zeros(shape[0])
     folder = torch_home / "hub" / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / L.BACKBONE_FILES[net])
@@ -143,3 +151,16 @@ def test_identical_zero_and_blur_ordering(torch_home):
     assert d == sorted(d) and d[0] > 0
     batch = metric.distances(np.stack([face, face]), np.stack([face, cv2.GaussianBlur(face, (0, 0), 2.0)]))
     assert batch[0] == 0 and batch[1] == pytest.approx(d[2], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(L._package() is None, reason="the lpips package does not import here (needs torchvision)")
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_own_matches_the_lpips_package(net, torch_home):
+    fake_checkpoint(net, torch_home, seed=2, classifier=True)  # torchvision loads it from TORCH_HOME
+    face = astronaut(128)
+    other = cv2.GaussianBlur(face, (0, 0), 1.5)
+    own = L.LPIPS(net, backend="own")(face, other)
+    package = L.LPIPS(net, backend="lpips")
+    assert package.backend == "lpips"
+    assert own == pytest.approx(package(face, other), rel=1e-4)

@@ -127,7 +127,7 @@ class _Backbone(torch.nn.Module):
     def __init__(self, net: str, state: dict):
         super().__init__()
         layers, self.taps = _NETS[net]
-        self.plan = [(kind, arg) for kind, arg in layers[:self.taps[-1] + 1]]
+        self.plan = list(layers[:self.taps[-1] + 1])
         self.convs = torch.nn.ModuleDict()
         for i, (kind, arg) in enumerate(self.plan):
             if kind != "conv":
@@ -159,14 +159,19 @@ class _Backbone(torch.nn.Module):
 class LPIPS:
     """LPIPS-``net`` ("alex" or "vgg"); ``lpips(a, b) -> float``, ``distances(A, B) -> [N]``.
 
+    ``backend``: "auto" (the ``lpips`` package where it imports, else our own), "own" or "lpips".
     Raises :class:`LPIPSUnavailable` at construction when a weight file is missing."""
 
-    def __init__(self, net: str = "alex", device: str | torch.device = "cpu"):
+    def __init__(self, net: str = "alex", device: str | torch.device = "cpu", backend: str = "auto"):
         if net not in BACKBONE_FILES:
             raise VideoinvError(f"LPIPS network must be one of {', '.join(BACKBONE_FILES)}, not {net!r}")
+        if backend not in ("auto", "own", "lpips"):
+            raise VideoinvError(f"LPIPS backend must be auto, own or lpips, not {backend!r}")
         self.net, self.device = net, torch.device(device)
         backbone = backbone_path(net)  # never let torchvision fetch it
-        package = _package()
+        package = _package() if backend != "own" else None
+        if backend == "lpips" and package is None:
+            raise LPIPSUnavailable("LPIPS unavailable: the lpips package does not import here (it needs torchvision)")
         if package is not None:
             self.backend = "lpips"
             self.model = package.LPIPS(net=net, verbose=False).to(self.device).eval()
