@@ -14,7 +14,7 @@ from videoinv.errors import InputError
 from videoinv.metrics.compare import compare_videos
 from videoinv.video.reader import Reader
 
-FRAMES = 10
+FRAMES = 6
 
 
 def _write(path, frames, fps=30):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from metric_faces import astronaut
-from videoinv.metrics.temporal import (FlowWarpingError, boundary_band, identity_consistency, jitter, mask_flicker,
-                                       seam_error)
+from videoinv.metrics.temporal import (FlowWarpingError, MaskFlicker, boundary_band, identity_consistency, jitter,
+                                       mask_flicker, seam_error)
 
 
 def _shift(image, dx, dy):
@@ -113,6 +113,17 @@ def test_mask_flicker_known_pattern():
     assert r["boundary_change"] == pytest.approx([1.0] * 3)  # the outlines never meet
     steady = mask_flicker([big / 255.0] * 3)
     assert steady["iou"] == [1.0, 1.0] and steady["boundary_change"] == [0.0, 0.0]
+
+
+def test_mask_flicker_streams_and_resets_at_gaps():
+    small, big = _square(20), _square(30)
+    flicker = MaskFlicker()
+    assert flicker.add(small) is None
+    assert flicker.add(small) == (1.0, 0.0)
+    flicker.reset()  # a gap: no pair across it
+    assert flicker.add(big) is None
+    assert flicker.add(small) == (pytest.approx(400 / 900), 1.0)
+    assert flicker.summary()["iou_mean"] == pytest.approx((1 + 400 / 900) / 2)
 
 
 def test_mask_flicker_half_shared_boundary():

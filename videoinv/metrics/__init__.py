@@ -19,7 +19,8 @@ paper does (its Table 2: MSE 0.009, PSNR 26.64 dB, SSIM 0.818, LPIPS 0.122, ID 0
               {"tl_id", "tg_id", "id_to_source": [N], "id_to_source_mean"}`` (STIT),
               ``jitter(points [T,...,2]) -> px`` (std of second differences over time),
               ``FlowWarpingError()`` (streaming: ``add(src_t, src_t1, out_t, out_t1, flow=None)
-              -> float``, ``errors``, ``mean``, ``last_flow``), ``mask_flicker(masks) -> {"iou",
+              -> float``, ``errors``, ``mean``, ``last_flow``), ``MaskFlicker()`` (streaming:
+              ``add(mask)``, ``reset()``, ``summary()``), ``mask_flicker(masks) -> {"iou",
               "boundary_change", "iou_mean", "boundary_change_mean"}``, ``boundary_band(mask,
               width=4)``, ``seam_error(output, source, mask, width=4) -> float`` (SSE seam).
 ``compare``   ``compare_videos(a_path, b_path, size=256, lpips_net="alex",

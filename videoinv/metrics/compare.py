@@ -63,7 +63,7 @@ class _Series:
         self.emb_b: list[np.ndarray] = []
         self.lm_a: list[np.ndarray] = []
         self.lm_b: list[np.ndarray] = []
-        self.masks: list[np.ndarray] = []
+        self.flicker = temporal.MaskFlicker()
         self.warp_index: list[int] = []  # frame t+1 of each warped pair
 
 
@@ -109,6 +109,7 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
             if not faces:
                 no_face.append(record.index)
                 previous = None
+                s.flicker.reset()
                 continue
             face = faces[0]
             ca, cb = face.crop, crop(other.image, face.quad, size)
@@ -123,7 +124,9 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
                 s.emb_b.append(encoder.embed(cb))
                 rows["id"].append(identity.cosine(s.emb_a[-1], s.emb_b[-1]))
             mask = build_mask(face.crop_landmarks, size, MaskSpec())
-            s.masks.append(mask > 0.5)
+            if previous is not None and (previous[0] != record.index - 1 or previous[1] != face.track_id):
+                s.flicker.reset()
+            s.flicker.add(mask)
             rows["seam"].append(temporal.seam_error(cb, ca, mask, seam_width))
             s.lm_a.append(landmarks68(ca, box))
             s.lm_b.append(landmarks68(cb, box))
@@ -144,7 +147,7 @@ def _report(a_path, b_path, size, frames, no_face, s: _Series, warp_a, warp_b, l
     rows = s.rows
     consistency = (temporal.identity_consistency(np.stack(s.emb_a), np.stack(s.emb_b))
                    if s.emb_a else {"tl_id": None, "tg_id": None})
-    flicker = temporal.mask_flicker(s.masks)
+    flicker = s.flicker.summary()
     summary = {
         "mse": _mean(rows["mse"]), "psnr": _mean(rows["psnr"]), "ssim": _mean(rows["ssim"]),
         "lpips": _mean(rows["lpips"]) if lpips_reason is None else None,

@@ -142,20 +142,44 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
-def mask_flicker(masks) -> dict:
-    """Flicker of a mask sequence: per consecutive pair, the IoU of the masks and the changed
-    fraction of their boundaries (1 - IoU of the one-pixel inner boundaries); plus means."""
-    iou, change = [], []
-    previous = None
-    for mask in masks:
+class MaskFlicker:
+    """Streaming mask flicker: :meth:`add` each frame's mask; per consecutive pair it records the
+    IoU of the masks and the changed fraction of their boundaries (1 - IoU of the one-pixel inner
+    boundaries). :meth:`reset` at a gap (no pair across it). Only the latest mask is held."""
+
+    def __init__(self):
+        self.iou: list[float] = []
+        self.boundary_change: list[float] = []
+        self._previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def add(self, mask) -> tuple[float, float] | None:
         m = _binary(mask)
-        if previous is not None:
-            iou.append(_iou(previous, m))
-            change.append(1.0 - _iou(_boundary(previous), _boundary(m)))
-        previous = m
-    return {"iou": iou, "boundary_change": change,
-            "iou_mean": float(np.mean(iou)) if iou else None,
-            "boundary_change_mean": float(np.mean(change)) if change else None}
+        edge = _boundary(m)
+        pair = None
+        if self._previous is not None:
+            pm, pe = self._previous
+            pair = (_iou(pm, m), 1.0 - _iou(pe, edge))
+            self.iou.append(pair[0])
+            self.boundary_change.append(pair[1])
+        self._previous = (m, edge)
+        return pair
+
+    def reset(self) -> None:
+        self._previous = None
+
+    def summary(self) -> dict:
+        return {"iou": list(self.iou), "boundary_change": list(self.boundary_change),
+                "iou_mean": float(np.mean(self.iou)) if self.iou else None,
+                "boundary_change_mean": float(np.mean(self.boundary_change)) if self.boundary_change else None}
+
+
+def mask_flicker(masks) -> dict:
+    """:class:`MaskFlicker` over a sequence: ``{"iou": [...], "boundary_change": [...], "iou_mean",
+    "boundary_change_mean"}``."""
+    flicker = MaskFlicker()
+    for mask in masks:
+        flicker.add(mask)
+    return flicker.summary()
 
 
 def boundary_band(mask, width: int = 4) -> np.ndarray:
