@@ -317,3 +317,36 @@ def _remove_partials(videos_dir: Path) -> None:
 def _write_json(path: Path, data: dict) -> None:
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(data, allow_nan=True))
+
+
+# -- a miniature download (tests, demos) -----------------------------------------------------------
+def write_miniature(root: str | os.PathLike, names: Iterable[str], seconds: float = 1.0,
+                    size: tuple[int, int] = (1280, 720), fps: int = 30) -> list[Path]:
+    """Write RAVDESS-shaped clips under ``root`` (``Actor_NN/<name>.mp4``): the bundled real face
+    moving differently in each (path, roll, scale and brightness follow from the name), with a
+    tone track in the audio-video ones (modality 01) as in RAVDESS. Returns the paths."""
+    import math
+    import random
+
+    from ..samples import FaceScene, Motion, write_clip
+
+    w, h = size
+    paths = []
+    for name in names:
+        video = parse_name(f"{name}.mp4")
+        if video is None:
+            raise ValueError(f"not a RAVDESS video name: {name}")
+        r = random.Random(name)
+        ax, ay, roll, scale = r.uniform(0.02, 0.12), r.uniform(0.01, 0.05), r.uniform(2, 12), r.uniform(0.6, 0.8)
+        px, pr = r.uniform(2, 5), r.uniform(2, 4)
+        motion = Motion(centre=lambda t, ax=ax, ay=ay, px=px: (w / 2 + ax * w * math.sin(2 * math.pi * t / px),
+                                                                h / 2 + ay * h * math.sin(2 * math.pi * t / 3)),
+                        angle=lambda t, roll=roll, pr=pr: roll * math.sin(2 * math.pi * t / pr),
+                        size=lambda t, scale=scale: scale * h * (1 + 0.05 * math.sin(2 * math.pi * t / 2)),
+                        gain=lambda t, g=r.uniform(0.85, 1.1): g)
+        path = Path(root) / f"Actor_{video.actor:02d}" / f"{name}.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_clip(path, FaceScene(w, h, fps, [motion]), max(1, round(seconds * fps)),
+                   audio=video.modality == "av", overwrite=True)
+        paths.append(path)
+    return paths

@@ -78,13 +78,14 @@ def _cell(value, pattern: str, missing: str = "–") -> str:
 def _ours_label(meta: dict, agg: dict) -> str:
     s = meta["settings"]
     edit = f", edit {' + '.join(s['edits'])}" if s["edits"] else ""
-    return f"ours: {s['model']}{edit}, {agg['videos']} videos, {agg['frames_with_face']} frames"
+    plural = "s" if agg["videos"] != 1 else ""
+    return f"ours: {s['model']}{edit}, {agg['videos']} video{plural}, {agg['frames_with_face']} frames"
 
 
 def table_rows(agg: dict, meta: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the Table 2 layout: the paper's rows, then ours."""
     header = ["Method"] + [label for _, label, _ in TABLE]
-    rows = [[name] + [_cell(values.get(k), pat) for k, _, pat in TABLE] for name, values in PAPER_ROWS]
+    rows = [[name] + [_cell(values.get(k), "{:g}") for k, _, _ in TABLE] for name, values in PAPER_ROWS]  # as printed
     ours = [_ours_label(meta, agg)]
     for k, _, pat in TABLE:
         if k == "lpips" and agg["lpips"] is None and agg["lpips_unavailable"]:

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 WIDTH, HEIGHT = 460, 200
-MARGIN = dict(left=58, right=14, top=28, bottom=36)
+MARGIN = dict(left=58, right=24, top=28, bottom=36)
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 FONT = 'font-family="system-ui, sans-serif"'
 
@@ -39,6 +39,20 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     if ticks[-1] < hi:
         ticks.append(round(t, 12))
     return ticks
+
+
+def tick_format(ticks: list[float]):
+    """A formatter that shows ticks spaced like ``ticks`` with just enough decimals."""
+    if len(ticks) < 2:
+        return fmt
+    step = abs(ticks[1] - ticks[0])
+    big = max(abs(t) for t in ticks)
+    if big >= 1e4 or big < 1e-3:
+        return lambda v: f"{v:.3g}"
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    if round(step * 10 ** decimals) % 1 or abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-6:
+        decimals += 1  # 2.5-type steps
+    return lambda v: f"{v:.{decimals}f}"
 
 
 def fmt(v: float) -> str:
@@ -85,15 +99,17 @@ class _Frame:
 
     def axes(self, xticks=(), yticks=(), xtick_labels=None) -> None:
         p = self.parts
+        yf, xf = tick_format(list(yticks)), tick_format(list(xticks))
         for t in yticks:
             y = self.py(t)
             p.append(f'<line x1="{self.x0}" x2="{self.x1}" y1="{y:.1f}" y2="{y:.1f}" stroke="#e6e6e6"/>')
-            p.append(f'<text x="{self.x0 - 5}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{fmt(t)}</text>')
+            p.append(f'<text x="{self.x0 - 5}" y="{y + 4:.1f}" text-anchor="end" fill="#444">{yf(t)}</text>')
         for i, t in enumerate(xticks):
             x = self.px(t)
-            label = xtick_labels[i] if xtick_labels else fmt(t)
+            label = xtick_labels[i] if xtick_labels else xf(t)
             p.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{self.y0}" y2="{self.y0 + 4}" stroke="#666"/>')
-            p.append(f'<text x="{x:.1f}" y="{self.y0 + 16}" text-anchor="middle" fill="#444">'
+            anchor = "end" if i == len(xticks) - 1 and x > self.w - 30 else "middle"
+            p.append(f'<text x="{x:.1f}" y="{self.y0 + 16}" text-anchor="{anchor}" fill="#444">'
                      f'{html.escape(str(label))}</text>')
         p.append(f'<line x1="{self.x0}" x2="{self.x1}" y1="{self.y0}" y2="{self.y0}" stroke="#666"/>')
         p.append(f'<line x1="{self.x0}" x2="{self.x0}" y1="{self.y0}" y2="{self.y1}" stroke="#666"/>')
@@ -107,9 +123,10 @@ class _Frame:
 
 
 def _limits(values: list[float], pad: float = 0.05) -> tuple[float, float]:
+    """The data range widened by ``pad`` of its span on each side (not below 0 for data >= 0)."""
     lo, hi = min(values), max(values)
     span = hi - lo or (abs(hi) * 0.1 or 1.0)
-    return lo - pad * span, hi + pad * span
+    return (lo - pad * span if lo - pad * span >= 0 or lo < 0 else 0.0), hi + pad * span
 
 
 def strip_plot(values, title: str, unit: str = "", reference: float | None = None,
@@ -147,8 +164,10 @@ def strip_plot(values, title: str, unit: str = "", reference: float | None = Non
         x = f.px(reference)
         f.parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{f.y0}" y2="{f.y1}" stroke="#d62728" '
                        f'stroke-dasharray="5,3" stroke-width="1.5"/>')
-        f.parts.append(f'<text x="{x + 3:.1f}" y="{f.y1 + 10}" fill="#d62728">{html.escape(reference_label)} '
-                       f'{fmt(reference)}</text>')
+        right = x > (f.x0 + f.x1) / 2  # label on the side with room
+        f.parts.append(f'<text x="{x + (-3 if right else 3):.1f}" y="{f.y1 + 10}" fill="#d62728" '
+                       f'text-anchor="{"end" if right else "start"}">{html.escape(reference_label)} '
+                       f'{reference:g}</text>')
     f.parts.append(f'<text x="{f.x1}" y="16" text-anchor="end" fill="#444">n={len(vals)}, mean {fmt(m)}, '
                    f'median {fmt(float(med))}</text>')
     return f.svg()
