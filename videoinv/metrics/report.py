@@ -121,6 +121,9 @@ def notes(agg: dict, meta: dict) -> list[str]:
     out.append(f"ID is the cosine similarity of {s['identity']} face descriptors of the input and synthesized "
                "crops; the paper's ID uses another face-recognition network, so the two are not on the same "
                "scale (dlib cosines are high for everyone).")
+    out.append("Throughput: frames per second of the pipeline alone (decode, detect, align, invert, synthesize, "
+               "paste, encode; the metrics' time excluded); the first video computed in a run also carries one-time "
+               "start-up costs (detector and model warm-up).")
     out.append("TL-ID/TG-ID follow STIT (ratio of the output's to the source's identity similarity between "
                "adjacent / all frame pairs; 1 = as consistent as the source, can exceed 1). Warping error: mean "
                "squared error of the synthesized crop t+1 warped to t with the optical flow of the input crops, "

@@ -72,10 +72,10 @@ class _Frame:
     """A plotting area with linear axes mapping data to pixels."""
 
     def __init__(self, title: str, xlim, ylim, xlabel: str = "", ylabel: str = "",
-                 width: int = WIDTH, height: int = HEIGHT):
+                 width: int = WIDTH, height: int = HEIGHT, top: int = MARGIN["top"]):
         self.w, self.h = width, height
         self.x0, self.x1 = MARGIN["left"], width - MARGIN["right"]
-        self.y0, self.y1 = height - MARGIN["bottom"], MARGIN["top"]
+        self.y0, self.y1 = height - MARGIN["bottom"], top
         self.xlim, self.ylim = xlim, ylim
         self.parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
                       f'viewBox="0 0 {width} {height}" role="img" {FONT} font-size="11">',
@@ -185,9 +185,9 @@ def line_plot(series: dict[str, tuple[list, list]], title: str, xlabel: str = ""
     ylo, yhi = _limits(ys)
     yt = nice_ticks(ylo, yhi)
     xt = nice_ticks(min(xs), max(xs))
-    f = _Frame(title, (xt[0], xt[-1]), (yt[0], yt[-1]), xlabel, ylabel)
+    f = _Frame(title, (xt[0], xt[-1]), (yt[0], yt[-1]), xlabel, ylabel, height=HEIGHT + 14, top=MARGIN["top"] + 14)
     f.axes(xticks=xt, yticks=yt)
-    legend_x = f.x0 + 8
+    legend_x = f.x0  # one row between the title and the plot
     for k, (name, (xv, yv)) in enumerate(series.items()):
         colour = COLOURS[k % len(COLOURS)]
         runs, run = [], []
@@ -207,8 +207,8 @@ def line_plot(series: dict[str, tuple[list, list]], title: str, xlabel: str = ""
             else:
                 f.parts.append(f'<polyline points="{" ".join(r)}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
         label = html.escape(name)
-        f.parts.append(f'<rect x="{legend_x}" y="{f.y1 + 4}" width="10" height="3" fill="{colour}"/>')
-        f.parts.append(f'<text x="{legend_x + 14}" y="{f.y1 + 9}" fill="#333">{label}</text>')
+        f.parts.append(f'<rect x="{legend_x}" y="{f.y1 - 12}" width="10" height="3" fill="{colour}"/>')
+        f.parts.append(f'<text x="{legend_x + 14}" y="{f.y1 - 7}" fill="#333">{label}</text>')
         legend_x += 22 + 6.5 * len(name)
     return f.svg()
 
@@ -240,6 +240,6 @@ def bar_plot(labels: list[str], values: list, title: str, ylabel: str = "", refe
         y = f.py(reference)
         f.parts.append(f'<line x1="{f.x0}" x2="{f.x1}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ff7f0e" '
                        f'stroke-dasharray="5,3" stroke-width="1.5"/>')
-        f.parts.append(f'<text x="{f.x1}" y="{y - 4:.1f}" text-anchor="end" fill="#b35900">'
+        f.parts.append(f'<text x="{f.x1}" y="16" text-anchor="end" fill="#b35900">- - '
                        f'{html.escape(reference_label)} {fmt(reference)}</text>')
     return f.svg()
