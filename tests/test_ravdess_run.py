@@ -170,8 +170,8 @@ def test_killed_run_resumes_without_recomputing(mini_ravdess, tmp_path):
 def test_report_opens_in_headless_chromium(full_run):
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
-        pytest.skip("no chromium here (Debian: apt-get install chromium; scripts/setup.sh does it with "
-                    "WITH_CHROMIUM=1)")
+        pytest.skip("no chromium here to open the HTML report (scripts/setup.sh installs Debian's chromium "
+                    "unless WITH_CHROMIUM=0)")
     out, _ = full_run
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "ravdess_report.png"
