@@ -692,6 +692,14 @@ def bench_ravdess(root, out_dir, n, seed, modality, actors, vocal, model, edits,
              summary.files["report.md"])
 
 
+_COMPARE_LABELS = {
+    "mse": "MSE ↓", "psnr": "PSNR ↑ (dB)", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "id": "identity to A ↑",
+    "tl_id": "TL-ID", "tg_id": "TG-ID", "warp_error": "warping error ↓", "warp_error_source": "  (same, of A)",
+    "landmark_jitter": "landmark jitter (px) ↓", "landmark_jitter_source": "  (same, of A)", "seam": "seam ↓",
+    "mask_iou": "mask IoU ↑", "mask_boundary_change": "mask boundary change ↓",
+}
+
+
 @bench.command("compare")
 @click.argument("a", type=click.Path(path_type=str))
 @click.argument("b", type=click.Path(path_type=str))
@@ -718,16 +726,18 @@ def bench_compare(a, b, size, as_json, quiet):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{b} vs {a}", caption=f"{result['frames_with_face']}/{result['frames']} frames with a "
-                  f"face; crops {size} px, values in [0,1]")
+    table = Table(title=f"{Path(b).name} against {Path(a).name}",
+                  caption=f"{result['frames_with_face']}/{result['frames']} frames with a face; crops {size} px, "
+                          "values in [0,1]")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    table.add_column("key", style="dim")
     for key, value in result["summary"].items():
         if key == "lpips" and value is None and result.get("lpips_unavailable"):
             text = "unavailable"
         else:
             text = "–" if value is None else f"{value:.5g}"
-        table.add_row(key, text)
+        table.add_row(_COMPARE_LABELS.get(key, key), text, key)
     Console(highlight=False).print(table)
     if result.get("lpips_unavailable"):
         log.warning("%s", result["lpips_unavailable"])
