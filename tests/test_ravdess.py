@@ -116,8 +116,9 @@ def test_sampling_filters(tmp_path):
 
 
 def test_a_result_made_with_other_settings_is_refused(tmp_path):
-    key = ravdess.result_key(BenchSettings(model="random:64:16", crop=256), {"spec": "random:64:16", "generator": "g"})
-    other = ravdess.result_key(BenchSettings(model="random:64:16", crop=128), {"spec": "random:64:16", "generator": "g"})
+    models = {"spec": "random:64:16", "generator": "g"}
+    key = ravdess.result_key(BenchSettings(model="random:64:16", crop=256), models)
+    other = ravdess.result_key(BenchSettings(model="random:64:16", crop=128), models)
     (tmp_path / "a.json").write_text(json.dumps({"key": key, "frames": 3}))
     (tmp_path / "b.json").write_text(json.dumps({"key": other, "frames": 3}))
     (tmp_path / "c.json").write_text("{not json")
@@ -137,7 +138,8 @@ def fake_video(stem: str, psnr: list, ssim: list, lpips=None, id_=0.9, fps=2.0, 
         "key": {}, "video": v, "frames": n + 1, "frames_with_face": n, "crop": 256,
         "lpips_unavailable": None if lpips else "LPIPS unavailable: alexnet-owt-7be5be79.pth is missing",
         "output": {"output": f"videos/{stem}.mp4"},
-        "summary": {"psnr": sum(psnr) / n, "ssim": sum(ssim) / n, "mse": 0.01, "lpips": None if not lpips else sum(lpips) / n,
+        "summary": {"psnr": sum(psnr) / n, "ssim": sum(ssim) / n, "mse": 0.01,
+                    "lpips": None if not lpips else sum(lpips) / n,
                     "id": id_, "tl_id": tl, "tg_id": tl, "quad_jitter": 0.5, "warp": 0.001, "warp_floor": 0.0005,
                     "mask_iou": 0.95, "mask_boundary_change": 0.3, "seam": 0.02},
         "throughput": {"seconds": (n + 1) / fps + 1.0, "metric_seconds": 1.0, "fps": fps, "fps_with_metrics": 1.0},
@@ -246,8 +248,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                     "--model", "random:64:16"], capsys)
     assert rc == 1 and "none of the 1 RAVDESS videos matches modality av" in err
     (tmp_path / "file").write_text("x")
-    rc, err = _run(["bench", "ravdess", str(tmp_path / "root"), "-o", str(tmp_path / "file"), "--model", "random:64:16"],
-                   capsys)
+    rc, err = _run(["bench", "ravdess", str(tmp_path / "root"), "-o", str(tmp_path / "file"),
+                    "--model", "random:64:16"], capsys)
     assert rc == 1 and "is a file" in err
     assert (tmp_path / "file").read_text() == "x"
 

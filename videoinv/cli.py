@@ -637,7 +637,8 @@ def bench():
               help="measure an edit instead of the plain inversion (repeatable)")
 @click.option("--crop", type=click.IntRange(16), default=256, show_default=True,
               help="side of the aligned crops the metrics compare, px")
-@click.option("--frames", type=click.IntRange(1), default=None, help="at most this many frames per video [default: all]")
+@click.option("--frames", type=click.IntRange(1), default=None,
+              help="at most this many frames per video [default: all]")
 @click.option("--every", type=click.IntRange(1), default=5, show_default=True, help="detect every N frames")
 @click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream", show_default=True,
               help="alignment smoothing")

@@ -27,6 +27,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ..errors import InputError
 from ..faces.quad import Quad, frame_roi, uncrop
 from .identity import IdentityEncoder, cosine
 from .image import mse, psnr, ssim
@@ -95,9 +96,11 @@ class VideoEvaluator:
 
             def collect(record):
                 t0 = time.perf_counter()
-                src = next(sources)
-                while src.index < record.index:
-                    src = next(sources)
+                src = next(sources, None)
+                while src is not None and src.index < record.index:
+                    src = next(sources, None)
+                if src is None or src.index != record.index:
+                    raise InputError(f"{source}: frame {record.index} could not be read a second time")
                 state.add(record, src.image)
                 state.metric_seconds += time.perf_counter() - t0
                 if on_frame is not None:

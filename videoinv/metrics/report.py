@@ -223,7 +223,8 @@ def render_html(agg: dict, videos: list[dict], meta: dict, side_by_side: list[tu
              f"<p>{agg['videos']} videos ({agg['frames']} frames, {agg['frames_with_face']} with a face) sampled "
              f"with seed {sel['seed']} (n={sel['n']}, modality {html.escape(sel['modality'])}, actors "
              f"{html.escape(str(sel['actors']))}, vocal {html.escape(sel['vocal'])}); model "
-             f"<code>{html.escape(s['model'])}</code>, edit: {html.escape(', '.join(s['edits']) or 'none (inversion)')}, "
+             f"<code>{html.escape(s['model'])}</code>, "
+             f"edit: {html.escape(', '.join(s['edits']) or 'none (inversion)')}, "
              f"crops {s['crop']} px.</p>"]
     if str(s["model"]).startswith("random"):
         parts.append("<p class='warn'>Random model weights: the numbers test the plumbing only.</p>")

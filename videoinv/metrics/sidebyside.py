@@ -34,7 +34,7 @@ def side_by_side(source: str | os.PathLike, output: str | os.PathLike, dest: str
         writer = None
         try:
             for a, b in zip(left.frames(rgb=True), right.frames(rgb=True)):
-                image = np.ascontiguousarray(np.concatenate([_fit(a.image, height), gap, _fit(b.image, height)], axis=1))
+                image = np.concatenate([_fit(a.image, height), gap, _fit(b.image, height)], axis=1)
                 if writer is None:
                     audio = AudioPlan(path=str(source), cut=True) if info.has_audio else None
                     writer = Writer(dest, image.shape[1], image.shape[0], info.time_base, info.fps,
