@@ -164,7 +164,25 @@ def test_killed_run_resumes_without_recomputing(mini_ravdess, tmp_path):
     refused = subprocess.run(_command(mini_ravdess, out, "--crop", "128"), env=env, capture_output=True, text=True)
     assert refused.returncode == 1
     assert "other settings: crop 256 (now 128)" in refused.stderr and refused.stderr.count("videoinv: error") == 1
+    refused = subprocess.run(_command(mini_ravdess, out, "--edit", "sefa0=3"), env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "edits [] (now ['sefa0=3'])" in refused.stderr
     assert {p.stem: p.stat().st_mtime_ns for p in (out / "videos").glob("*.json")} == after
+
+
+def test_an_edit_is_measured_and_labelled(mini_ravdess, tmp_path, capsys):
+    out = tmp_path / "edit"
+    args = ["bench", "ravdess", str(mini_ravdess), "-o", str(out), "--model", "random:64:16", "--n", "1",
+            "--frames", "4", "--side-by-side", "0", "-q"]
+    assert main(args + ["--edit", "sefa0=3"]) == 0
+    data = json.loads((out / "results.json").read_text())
+    assert data["settings"]["edits"] == ["sefa0=3"] and data["key"]["settings"]["edits"] == ["sefa0=3"]
+    assert "| ours: random:64:16, edit sefa0=3, 1 video, 4 frames |" in (out / "report.md").read_text()
+    assert not (out / "side_by_side").exists() or not any((out / "side_by_side").iterdir())
+    # the same video without the edit differs from it (the edit reached the synthesized crops)
+    assert main(args + ["-o", str(tmp_path / "plain")]) == 0
+    plain = json.loads((tmp_path / "plain" / "results.json").read_text())
+    assert plain["videos"][0]["video"]["stem"] == data["videos"][0]["video"]["stem"]
+    assert plain["videos"][0]["per_frame"]["mse"] != data["videos"][0]["per_frame"]["mse"]
 
 
 def test_report_opens_in_headless_chromium(full_run):
