@@ -235,7 +235,8 @@ def render_html(agg: dict, videos: list[dict], meta: dict, side_by_side: list[tu
               _html_table(["frames", "pipeline fps (all frames)", "mean of per-video fps", "fps with metrics"],
                           [[agg["frames"], _cell(agg["fps"], "{:.2f}"), _cell(agg["fps_per_video_mean"], "{:.2f}"),
                             _cell(agg["fps_with_metrics"], "{:.2f}")]]),
-              "<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes(agg, meta)) + "</ul>"]
+              "<ul class='notes'>" + "".join(f"<li>{html.escape(n.replace('`', ''))}</li>" for n in notes(agg, meta))
+              + "</ul>"]
 
     paper = dict(PAPER_ROWS[0][1])
     parts.append("<h2>Per-video distributions</h2><p class='small'>One dot per video (its mean); box: quartiles; "
