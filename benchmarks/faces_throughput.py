@@ -24,6 +24,7 @@ import numpy as np
 
 from videoinv import samples
 from videoinv.faces.quad import quad_from_landmarks
+from videoinv.metrics.temporal import jitter
 from videoinv.pipeline.runner import Pipeline, prefetch
 from videoinv.video.reader import Reader
 
@@ -58,10 +59,6 @@ def corners(records) -> tuple[np.ndarray, np.ndarray]:
     raw = np.stack([quad_from_landmarks(r.faces[0].landmarks).corners() for r in records])
     smooth = np.stack([r.faces[0].quad.corners() for r in records])
     return raw, smooth
-
-
-def jitter(c: np.ndarray) -> float:
-    return float(np.diff(c, 2, axis=0).std())
 
 
 def main() -> int:

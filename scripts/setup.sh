@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a development environment: ffmpeg (Debian), a virtualenv in .venv, torch (only when
+# Set up a development environment: ffmpeg and chromium (Debian), a virtualenv in .venv, torch (only when
 # missing, pinned by constraints.txt so no CUDA packages are pulled), and videoinv with extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,12 +7,20 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 EXTRAS=${EXTRAS:-test,ffmpeg,sample}
 
-if ! command -v ffmpeg >/dev/null 2>&1; then
+# Debian packages: ffmpeg (the tests' independent encoder/decoder) and chromium (the test that
+# opens the benchmark's HTML report headless; WITH_CHROMIUM=0 leaves it out and that test skips)
+WITH_CHROMIUM=${WITH_CHROMIUM:-1}
+APT_PACKAGES=()
+command -v ffmpeg >/dev/null 2>&1 || APT_PACKAGES+=(ffmpeg)
+if [ "$WITH_CHROMIUM" = 1 ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+    APT_PACKAGES+=(chromium)
+fi
+if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    echo "setup: installing ffmpeg (apt-get)"
+    echo "setup: installing ${APT_PACKAGES[*]} (apt-get)"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq ffmpeg >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 fi
 
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
@@ -33,3 +41,6 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 echo "setup: installing videoinv[$EXTRAS]"
 pip_install -e ".[$EXTRAS]"
+# LPIPS's linear-layer weights ship in the lpips wheel; its code needs torchvision (which would
+# pull another torch), so the wheel alone is installed and videoinv reads the weight files.
+pip_install --no-deps "lpips>=0.1.4"

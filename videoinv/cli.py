@@ -651,6 +651,135 @@ def weights_convert(source, output, overwrite, quiet):
              ", latent_avg" if ckpt.latent_avg is not None else "")
 
 
+@cli.group()
+def bench():
+    """Benchmarks and evaluation: the RAVDESS protocol, metrics between two videos."""
+
+
+@bench.command("ravdess")
+@click.argument("root", type=click.Path(path_type=str))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=str),
+              help="results folder (created; a rerun resumes in it)")
+@click.option("--n", "n", type=click.IntRange(1), default=120, show_default=True, help="videos to sample")
+@click.option("--seed", type=int, default=0, show_default=True, help="sampling seed")
+@click.option("--modality", type=click.Choice(["video-only", "av"]), default="video-only", show_default=True,
+              help="RAVDESS modality 02 (video only) or 01 (audio-video)")
+@click.option("--actors", default=None, help="actors to sample from, e.g. 1,2,5-8 [default: all]")
+@click.option("--vocal", type=click.Choice(["any", "speech", "song"]), default="any", show_default=True,
+              help="vocal channel")
+@click.option("--model", default="fse", show_default=True,
+              help="fse (needs its weights), random:<size>[:<channels>] (plumbing only) or GENERATOR+ENCODER")
+@click.option("--edit", "edits", multiple=True, metavar="NAME=STRENGTH",
+              help="measure an edit instead of the plain inversion (repeatable)")
+@click.option("--crop", type=click.IntRange(16), default=256, show_default=True,
+              help="side of the aligned crops the metrics compare, px")
+@click.option("--frames", type=click.IntRange(1), default=None,
+              help="at most this many frames per video [default: all]")
+@click.option("--every", type=click.IntRange(1), default=5, show_default=True, help="detect every N frames")
+@click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream", show_default=True,
+              help="alignment smoothing")
+@click.option("--latent-smooth", type=click.Choice(["off", "causal", "lookahead"]), default="off", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--lpips-net", type=click.Choice(["alex", "vgg"]), default="alex", show_default=True)
+@click.option("--side-by-side", type=click.IntRange(0), default=3, show_default=True,
+              help="comparison videos (source | output) to write")
+@click.option("--redo", is_flag=True, help="recompute every video, even those finished in an earlier run")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
+@_common
+def bench_ravdess(root, out_dir, n, seed, modality, actors, vocal, model, edits, crop, frames, every, smooth,
+                  latent_smooth, device, lpips_net, side_by_side, redo, as_json, quiet):
+    """Evaluate inversion (or an edit) on N sampled RAVDESS videos under ROOT; results in OUTPUT.
+
+    Writes OUTPUT/videos/<video>.json and .mp4 as each video finishes (a rerun skips finished
+    ones), then results.json, videos.csv, report.md, report.html and side_by_side/*.mp4.
+
+    \b
+    videoinv bench ravdess RAVDESS/ -o ravdess-fse --n 120 --seed 0 --modality video-only
+    """
+    from pathlib import Path
+
+    from .metrics.ravdess import BenchSettings, Selection, parse_actors, run_ravdess
+    from .metrics.report import aggregate, table_rows
+
+    out = Path(out_dir).resolve()
+    if Path(root).is_dir() and (out == Path(root).resolve() or Path(root).resolve() in out.parents):
+        raise VideoinvError(f"-o {out_dir} is inside ROOT; put the results elsewhere (its videos would be "
+                            "indexed as RAVDESS files)")
+    selection = Selection(n=n, seed=seed, modality=modality, actors=parse_actors(actors), vocal=vocal)
+    settings = BenchSettings(model=model, edits=tuple(edits), crop=crop, frames=frames, every=every, smooth=smooth,
+                             latent_smooth=latent_smooth, device=device, lpips_net=lpips_net)
+    summary = run_ravdess(root, out_dir, selection, settings, redo=redo, side_by_side=side_by_side)
+    agg = aggregate(summary.videos)
+    if as_json:
+        click.echo(json.dumps({"computed": summary.computed, "reused": summary.reused, "summary": agg,
+                               "files": {k: str(v) for k, v in summary.files.items()}}))
+    elif not quiet:
+        from rich.console import Console
+        from rich.table import Table
+
+        meta = json.loads((Path(out_dir) / "results.json").read_text())
+        header, rows = table_rows(agg, meta)
+        table = Table(title="RAVDESS inversion (Table 2 layout)")
+        for h in header:
+            table.add_column(h, justify="left" if h == "Method" else "right")
+        for row in rows:
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+    log.info("%d video(s) evaluated, %d reused from an earlier run; report: %s", summary.computed, summary.reused,
+             summary.files["report.md"])
+
+
+_COMPARE_LABELS = {
+    "mse": "MSE ↓", "psnr": "PSNR ↑ (dB)", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "id": "identity to A ↑",
+    "tl_id": "TL-ID", "tg_id": "TG-ID", "warp_error": "warping error ↓", "warp_error_source": "  (same, of A)",
+    "landmark_jitter": "landmark jitter (px) ↓", "landmark_jitter_source": "  (same, of A)", "seam": "seam ↓",
+    "mask_iou": "mask IoU ↑", "mask_boundary_change": "mask boundary change ↓",
+}
+
+
+@bench.command("compare")
+@click.argument("a", type=click.Path(path_type=str))
+@click.argument("b", type=click.Path(path_type=str))
+@click.option("--size", type=click.IntRange(16), default=256, show_default=True, help="aligned crop side, px")
+@click.option("--json", "as_json", is_flag=True, help="print every number (per frame too) as JSON")
+@_common
+def bench_compare(a, b, size, as_json, quiet):
+    """Metrics of B (an edit or inversion) against A (its source): fidelity, identity, stability.
+
+    Faces are aligned on A; both videos are cropped there and compared crop to crop.
+    """
+    from pathlib import Path
+
+    from .metrics.compare import compare_videos
+    from .video.probe import describe
+
+    for path in (a, b):
+        if not Path(path).is_file():
+            describe(path)  # the input's own one-line error
+    result = compare_videos(a, b, size=size)
+    if as_json:
+        click.echo(json.dumps(result, allow_nan=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{Path(b).name} against {Path(a).name}",
+                  caption=f"{result['frames_with_face']}/{result['frames']} frames with a face; crops {size} px, "
+                          "values in [0,1]")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("key", style="dim")
+    for key, value in result["summary"].items():
+        if key == "lpips" and value is None and result.get("lpips_unavailable"):
+            text = "unavailable"
+        else:
+            text = "–" if value is None else f"{value:.5g}"
+        table.add_row(_COMPARE_LABELS.get(key, key), text, key)
+    Console(highlight=False).print(table)
+    if result.get("lpips_unavailable"):
+        log.warning("%s", result["lpips_unavailable"])
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
