@@ -37,6 +37,7 @@ bench: setup
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/faces_throughput.py
 	$(BIN)/python benchmarks/edit_throughput.py
+	$(BIN)/python benchmarks/throughput.py
 
 clean:
 	rm -rf samples benchmarks/results .pytest_cache

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import click
 
@@ -116,17 +117,21 @@ def _speed_options(func):
                      show_default=True, help="model precision (autocast; float16 needs CUDA)"),
         click.option("--conv", type=click.Choice(["auto", "grouped", "shared"]), default="auto", show_default=True,
                      help="the generator's modulated conv form (auto: the faster one for the batch)"),
+        click.option("--compile", "compile_", type=click.Choice(["off", "on", "graphs"]), default="off",
+                     show_default=True, help="torch.compile the models (graphs: CUDA graphs too); the first "
+                     "batches are slow while it compiles"),
         click.option("--detect-workers", type=click.IntRange(0), default=None,
-                     help="processes detecting faces ahead of the tracker [default: 1 with 2+ cores]"),
+                     help="processes detecting faces ahead of the tracker [default: 1 with 4+ cores]"),
         click.option("--threads", type=click.IntRange(1), default=None,
-                     help="torch CPU threads [default: all cores, half of them when threaded]"),
+                     help="torch CPU threads [default: every core, or 1 per block where a light model "
+                     "renders blocks side by side]"),
         click.option("--sequential", is_flag=True, help="run the stages one after the other on one thread "
                      "(no overlap; the same output, slower)"),
     ]
 
     @functools.wraps(func)
-    def command(*args, model_batch, dtype, conv, detect_workers, threads, sequential, **kwargs):
-        speed = {"batch": model_batch, "dtype": dtype, "conv": conv, "workers": detect_workers,
+    def command(*args, model_batch, dtype, conv, compile_, detect_workers, threads, sequential, **kwargs):
+        speed = {"batch": model_batch, "dtype": dtype, "conv": conv, "compile": compile_, "workers": detect_workers,
                  "threads": threads, "threaded": not sequential}
         return func(*args, speed=speed, **kwargs)
 
@@ -145,7 +150,8 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
                        smooth=smooth, latent_smooth=latent_smooth, seed=seed, segments=split(segments),
                        exclude=split(exclude), feather=feather, blend=blend, colour=colour, latents=latents,
                        batch=speed.get("batch"), dtype=speed.get("dtype", "float32"),
-                       conv=speed.get("conv", "auto"), workers=speed.get("workers"))
+                       conv=speed.get("conv", "auto"), workers=speed.get("workers"),
+                       compile=speed.get("compile", "off"))
 
 
 @cli.command()
@@ -778,6 +784,40 @@ def bench_compare(a, b, size, as_json, quiet):
     Console(highlight=False).print(table)
     if result.get("lpips_unavailable"):
         log.warning("%s", result["lpips_unavailable"])
+
+
+@bench.command("speed")
+@click.option("--models", default=None, help="comma-separated model specs [default: random:256,random:1024 on "
+              "CUDA; random:256:32,random:256,random:1024 on the CPU]")
+@click.option("--frames", type=click.IntRange(8), default=None,
+              help="frames of the generated 1280x720 clip [default: 120 on CUDA, 60 on the CPU]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--no-bf16", is_flag=True, help="skip the bfloat16 run (its PSNR against float32)")
+@click.option("-o", "--output", "out", default=None, type=click.Path(path_type=str),
+              help="write the report as JSON here too")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
+@_common
+def bench_speed(models, frames, device, no_bf16, out, as_json, quiet):
+    """Pipelined edit vs a naive per-frame loop on a generated 720p clip, with the ceilings.
+
+    For each model: frames/s of both, busy seconds per stage, GPU busy share (CUDA events), their
+    ratio, whether the outputs are identical, the bf16 run's PSNR against float32, and which of
+    compute (FLOPs over the bf16 matmul rate), decoding or encoding sets the ceiling.
+    """
+    from .models.specs import pick_device
+    from .pipeline.speed import measure, table
+
+    cuda = pick_device(device).type == "cuda"
+    models = models or ("random:256,random:1024" if cuda else "random:256:32,random:256,random:1024")
+    frames = frames or (120 if cuda else 60)
+    report = measure([m.strip() for m in models.split(",") if m.strip()], frames=frames, device=device,
+                     bf16=not no_bf16, progress=(lambda text: None) if quiet or as_json else log.info)
+    if out:
+        from .files import atomic_output
+
+        with atomic_output(out, [], overwrite=True) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2))
+    click.echo(json.dumps(report) if as_json else table(report))
 
 
 def _raise_interrupt(signum, frame):

@@ -41,8 +41,38 @@ class EditOptions:
     batch: int | None = None  # frames whose faces go through a model together (None: see model_batch)
     dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast for the models)
     conv: str = "auto"  # the modulated conv's form: auto | grouped | shared
-    workers: int | None = None  # detection worker processes (None: 1 when there are 2+ cores)
+    workers: int | None = None  # detection worker processes (None: 1 with 4+ cores, else 0)
     warp: str = "auto"  # crops and paste-back: cv2 (CPU), torch (on the model's device), auto (torch on CUDA)
+    threaded: bool = True  # a pipelined run (set by edit_video/invert_video): see parallel_blocks
+    parallel: int | None = None  # model blocks at once (None: see parallel_blocks)
+    compile: str = "off"  # torch.compile the models: off | on | graphs (with CUDA graphs)
+
+    def _cpu_plan(self) -> tuple[int, int] | None:
+        """(blocks at once, torch threads) on the CPU (models.tuning.cpu_plan); None on a GPU."""
+        from ..models.specs import load_models, pick_device
+        from ..models.tuning import cpu_plan
+
+        if pick_device(self.device).type != "cpu":
+            return None
+        return cpu_plan(load_models(self.model, self.device).G, self.threaded)
+
+    def parallel_blocks(self) -> int:
+        """``parallel``, or by default: on the CPU, one block per core for a light model in a
+        threaded run, else 1; on a GPU 1 (it works through one stream)."""
+        if self.parallel is not None:
+            return self.parallel
+        plan = self._cpu_plan()
+        return 1 if plan is None else plan[0]
+
+    def torch_threads(self) -> int | None:
+        """Torch's CPU threads for this run: one per block when blocks run side by side, else
+        every core (None: torch's own default, on a GPU)."""
+        if self.parallel is not None:
+            from ..models.tuning import cpu_count
+
+            return 1 if self.parallel > 1 else cpu_count()
+        plan = self._cpu_plan()
+        return None if plan is None else plan[1]
 
     def device_warps(self) -> bool:
         """Crop and paste on the model's device (frames uploaded once, no crops in host memory)."""
@@ -66,7 +96,9 @@ class EditOptions:
             return self.workers
         from ..models.tuning import cpu_count
 
-        return 1 if cpu_count() > 1 else 0
+        # a worker process pays off beside a GPU or with cores to spare; on 2 cores it takes a
+        # core from the models (benchmarks/throughput.py: 8.7 fps with one, 12.5 without)
+        return 1 if cpu_count() >= 4 else 0
 
     def chain(self, size: int) -> Chain:
         """The full chain for a generator of ``size`` pixels."""
@@ -87,7 +119,8 @@ class EditOptions:
             tail.append(_call("edit", model=self.model, device=self.device, direction=path, strength=strength,
                               layers=layers or None))
         tail.append(_call("synthesize", model=self.model, device=self.device, seed=self.seed, batch=self.model_batch(),
-                          dtype=self.dtype, conv=self.conv))
+                          dtype=self.dtype, conv=self.conv, parallel=self.parallel_blocks(),
+                          compile=self.compile))
         tail.append(_call("blend", segments=list(self.segments), exclude=list(self.exclude) or None,
                           feather=self.feather, mode=self.blend, colour="yes" if self.colour else None))
         return Chain(tuple(stages) + tuple(tail))
@@ -99,4 +132,5 @@ class EditOptions:
         return Chain((_call("detect", every=self.every, workers=self.detect_workers(), **select),
                       _call("align", size=size, smooth=self.smooth, crops="no" if self.device_warps() else None),
                       _call("invert", model=self.model, device=self.device, smooth=self.latent_smooth,
-                            batch=self.model_batch(), dtype=self.dtype)))
+                            batch=self.model_batch(), dtype=self.dtype, parallel=self.parallel_blocks(),
+                            compile=self.compile)))

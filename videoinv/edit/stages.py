@@ -5,6 +5,7 @@ cache instead of detecting and inverting)."""
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 
 import numpy as np
@@ -15,7 +16,7 @@ from ..errors import ChainError
 from ..faces.smooth import TrackSignals
 from ..faces.warp import crop_tensor
 from ..models.ops import conv_mode
-from ..models.tuning import choose_conv_mode
+from ..models.tuning import COMPILE_MODES, CompiledGenerator, choose_conv_mode, compiled_encoder, pad_batch
 from ..pipeline.batching import AdaptiveBatch
 from ..pipeline.stage import Param, Stage
 from ..pipeline.transfer import GPU_CLOCK, transfer_for
@@ -104,6 +105,30 @@ class FrameBlocks:
         return done
 
 
+class BlockWorkers:
+    """Runs a model stage's blocks on ``n`` threads at once (data parallel; results in order).
+    On a CPU with torch at one thread per block this keeps every core on useful work without
+    the synchronisation cost of intra-op threads; n = 1 runs them in the calling thread."""
+
+    def __init__(self, n: int, name: str):
+        self.n = max(1, n)
+        self.pool = None
+        if self.n > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(self.n, thread_name_prefix=f"videoinv-{name}")
+
+    def map(self, fn, blocks: list) -> list:
+        if self.pool is None or len(blocks) < 2:
+            return [fn(block) for block in blocks]
+        return list(self.pool.map(fn, blocks))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -140,13 +165,19 @@ class Invert(Stage):
         Param("sigma", float, 1.5, "latent smoothing width, frames"),
         Param("lookahead", int, 4, "frames ahead for smooth=lookahead (the latency)"),
         Param("dtype", _dtype, "float32", "float32, bfloat16 or float16 (autocast)"),
+        Param("parallel", int, 1, "blocks encoded at once on separate threads"),
+        Param("compile", str, "off", "torch.compile the encoder (graphs: with CUDA graphs), batches padded "
+              "to a fixed size", choices=tuple(COMPILE_MODES)),
     )
 
-    def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype):
+    def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype, parallel, compile):
         self.models = _models(model, device)
+        self.encoder = self.models.E if compile == "off" else compiled_encoder(self.models.E, compile)
+        self.fixed = batch if compile != "off" else None
         self.blocks = FrameBlocks(batch)
         self.dtype = dtype
         self.chunks = AdaptiveBatch("invert")
+        self.workers = BlockWorkers(parallel, "invert")
         self.smooth, self.sigma = smooth, sigma
         self.lookahead = lookahead if smooth == "lookahead" else 0
         self.signals: TrackSignals | None = None
@@ -164,9 +195,12 @@ class Invert(Stage):
         def encode(chunk):
             with GPU_CLOCK.span(m.device):
                 x = faces_to_input(chunk, m.device)
+                n = x.shape[0]
+                if self.fixed:
+                    x = pad_batch(x, self.fixed)
                 with autocast(m.device, self.dtype):
-                    w_raw, feat = m.E(x)
-            return list(zip(w_raw.float() + m.latent_avg, feat.float()))
+                    w_raw, feat = self.encoder(x)
+            return list(zip(w_raw[:n].float() + m.latent_avg, feat[:n].float()))
 
         for (_, face), (w, feat) in zip(pairs, self.chunks.map(encode, pairs)):
             face.extra["w"], face.extra["F"] = w, feat
@@ -175,10 +209,8 @@ class Invert(Stage):
         return self._after(self.blocks.add(batch))
 
     def _after(self, blocks: list[list[FrameRecord]]) -> list[FrameRecord]:
-        batch = []
-        for block in blocks:
-            self._invert(block)
-            batch.extend(block)
+        self.workers.map(self._invert, blocks)
+        batch = [record for block in blocks for record in block]
         if self.smooth == "off":
             return batch
         for record in batch:
@@ -190,6 +222,9 @@ class Invert(Stage):
         if out:
             self.signals.forget_before(out[-1].index + 1)
         return out
+
+    def close(self) -> None:
+        self.workers.close()
 
     def flush(self) -> list[FrameRecord]:
         out = self._after(self.blocks.rest())
@@ -269,26 +304,37 @@ class Synthesize(Stage):
         Param("dtype", _dtype, "float32", "float32, bfloat16 or float16 (autocast)"),
         Param("conv", str, "auto", "modulated conv form: grouped, shared, or auto (the faster for "
               "the batch size)", choices=("auto", "grouped", "shared")),
+        Param("parallel", int, 1, "blocks rendered at once on separate threads"),
+        Param("compile", str, "off", "torch.compile the synthesis (graphs: with CUDA graphs), batches padded "
+              "to a fixed size", choices=tuple(COMPILE_MODES)),
     )
 
-    def __init__(self, model, device, seed, k, batch, dtype, conv):
+    def __init__(self, model, device, seed, k, batch, dtype, conv, parallel, compile):
         self.models = _models(model, device)
+        self.G = self.models.G if compile == "off" else CompiledGenerator(self.models.G, compile)
+        self.fixed = batch if compile != "off" else None
         self.seed, self.k = seed, k
         self.blocks = FrameBlocks(batch)
         self.dtype, self.conv = dtype, conv
         self.chunks = AdaptiveBatch("synthesize")
+        self.workers = BlockWorkers(parallel, "synthesize")
+        self.noise_lock = threading.Lock()
         self.noise: dict[int, list[torch.Tensor]] = {}
 
     def noise_for(self, track: int) -> list[torch.Tensor]:
-        if track not in self.noise:
-            self.noise[track] = self.models.G.make_noise(self.seed + track, self.models.device)
-        return self.noise[track]
+        with self.noise_lock:
+            if track not in self.noise:
+                self.noise[track] = self.models.G.make_noise(self.seed + track, self.models.device)
+            return self.noise[track]
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
-        return [r for block in self.blocks.add(batch) for r in self._render(block)]
+        return [r for block in self.workers.map(self._render, self.blocks.add(batch)) for r in block]
 
     def flush(self) -> list[FrameRecord]:
-        return [r for block in self.blocks.rest() for r in self._render(block)]
+        return [r for block in self.workers.map(self._render, self.blocks.rest()) for r in block]
+
+    def close(self) -> None:
+        self.workers.close()
 
     @torch.no_grad()
     def _render(self, block: list[FrameRecord]) -> list[FrameRecord]:
@@ -298,18 +344,22 @@ class Synthesize(Stage):
         return block
 
     def _images(self, chunk) -> list[np.ndarray]:
-        G, device = self.models.G, self.models.device
+        G, device, n = self.G, self.models.device, len(chunk)
         w = torch.stack([f.extra["w"] for f in chunk])
         w_edit = torch.stack([f.extra.get("w_edit", f.extra["w"]) for f in chunk])
         feat = torch.stack([f.extra["F"] for f in chunk])
         sets = [self.noise_for(f.track_id) for f in chunk]
         noise = [torch.cat([s[j] for s in sets]) for j in range(G.num_layers)]
-        mode = choose_conv_mode(G, len(chunk), device, DTYPES[self.dtype]) if self.conv == "auto" else self.conv
+        if self.fixed:  # compiled code (and CUDA graphs) keep one batch shape
+            w, w_edit, feat = (pad_batch(t, self.fixed) for t in (w, w_edit, feat))
+            noise = [pad_batch(t, self.fixed) for t in noise]
+        mode = self.conv if self.conv != "auto" else \
+            choose_conv_mode(self.models.G, w.shape[0], device, DTYPES[self.dtype])
         with GPU_CLOCK.span(device):
             with conv_mode(mode), autocast(device, self.dtype):
                 if not torch.equal(w, w_edit):  # unedited faces keep F exactly
                     feat = corrected_feature(G, w, feat, w_edit, k=self.k, noise=noise)
-                images = G.synthesize(w_edit, feature=feat, k=self.k, noise=noise)
+                images = G.synthesize(w_edit, feature=feat, k=self.k, noise=noise)[:n]
             if all(f.extra.get("on_device") for f in chunk):  # blending happens on the device too
                 return list(((images.float().clamp(-1, 1) + 1) * 127.5).round())
         return list(to_uint8(images))

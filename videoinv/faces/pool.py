@@ -39,6 +39,7 @@ class _Worker:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         self.futures: dict[int, Future] = {}
         self.lock = threading.Lock()
+        self.ready = False  # has answered once (a starting worker is slower than detecting here)
         self.reader = threading.Thread(target=self._read, name="videoinv-detect-results", daemon=True)
         self.reader.start()
 
@@ -61,6 +62,7 @@ class _Worker:
             answer = json.loads(line)
             with self.lock:
                 future = self.futures.pop(answer["id"], None)
+            self.ready = True
             if future is None:
                 continue
             if "error" in answer:
@@ -93,7 +95,7 @@ class DetectionAhead:
     def __init__(self, detector: _DlibDetector, workers: int = 1):
         self.detector = detector
         self.workers = [_Worker(detector) for _ in range(max(1, workers))]
-        self.pending: dict[int, Future] = {}
+        self.pending: dict[int, tuple[_Worker, Future]] = {}
         self.lock = threading.Lock()
         self.jobs = itertools.count()
         self.index: int | None = None
@@ -109,9 +111,10 @@ class DetectionAhead:
                 return
             job = next(self.jobs)
         small, scale = _scaled(image, self.detector.detect_size)
-        future = self.workers[job % len(self.workers)].submit(job, small, scale)
+        worker = self.workers[job % len(self.workers)]
+        future = worker.submit(job, small, scale)
         with self.lock:
-            self.pending[index] = future
+            self.pending[index] = (worker, future)
 
     def at(self, index: int) -> None:
         """The frame the next ``detect`` call is about; answers for earlier frames are dropped."""
@@ -122,8 +125,8 @@ class DetectionAhead:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         with self.lock:
-            future = self.pending.pop(self.index, None)
-        if future is None:
+            worker, future = self.pending.pop(self.index, (None, None))
+        if future is None or (not future.done() and not worker.ready):
             self.misses += 1
             return self.detector.detect(image)
         self.hits += 1

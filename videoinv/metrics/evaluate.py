@@ -78,7 +78,8 @@ class VideoEvaluator:
 
         s = self.settings
         return EditOptions(edits=list(s.edits), model=s.model, device=s.device, faces="largest", every=s.every,
-                           smooth=s.smooth, latent_smooth=s.latent_smooth, seed=s.seed)
+                           smooth=s.smooth, latent_smooth=s.latent_smooth, seed=s.seed,
+                           warp="cv2")  # the metrics read both crops in host memory, also on a GPU
 
     def evaluate(self, source: str | Path, output: str | Path,
                  on_frame: Callable[[], None] | None = None) -> dict:

@@ -65,8 +65,84 @@ def choose_conv_mode(G, batch: int, device: torch.device, dtype: torch.dtype | N
     return _CHOSEN[key]
 
 
-def default_torch_threads(threaded: bool) -> int:
-    """Intra-op threads for torch on the CPU: all cores for a sequential run; in a threaded run
-    the decoder, detector, blender and encoder need cores too, so half of them (at least 1)."""
-    n = cpu_count()
-    return max(1, n // 2) if threaded else n
+LIGHT_GFLOP = 20.0  # below this per face, a CPU runs model blocks side by side (see cpu_plan)
+
+
+def synthesis_gflop(G) -> float:
+    """Approximate GFLOP of one synthesis (the 3x3 styled convs, which dominate)."""
+    total, c = 0.0, G.channels
+    for i in range(3, G.log_size + 1):
+        res = 2 ** i
+        total += 2 * 9 * res * res * (c[res // 2] * c[res] + c[res] * c[res])
+    return total / 1e9
+
+
+def cpu_plan(G, threaded: bool) -> tuple[int, int]:
+    """(model blocks at once, torch threads) for a run on the CPU.
+
+    A light model (under LIGHT_GFLOP per face, e.g. random:256:32) spends its time in small,
+    memory-bound ops that two intra-op threads barely speed up: a threaded run then renders one
+    block per core, each on one torch thread. A heavy one (every real model) scales across
+    intra-op threads and two blocks at once would only fight over memory bandwidth: one block,
+    every core (benchmarks/throughput.py measured both). A sequential run: one block, every core."""
+    cores = cpu_count()
+    if threaded and cores > 1 and synthesis_gflop(G) < LIGHT_GFLOP:
+        return cores, 1
+    return 1, cores
+
+
+_ALLOCATOR_TUNED = False
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed blocks for reuse instead of returning every large one to the system:
+    torch's CPU tensors of a few MB are allocated and freed per layer, and by default each one is
+    a fresh mmap whose pages fault in again (a third of the CPU time went to the kernel at 720p
+    with random:256:32; with this the same run is 15-25% faster). Once per process, glibc only."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return
+    _ALLOCATOR_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+COMPILE_MODES = {"off": None, "on": "default", "graphs": "reduce-overhead"}
+
+
+class CompiledGenerator:
+    """A generator whose synthesis runs through ``torch.compile`` (``graphs``: with CUDA graphs,
+    torch's "reduce-overhead" mode); every other attribute is the generator's own. Compiled code
+    is specialised to the batch size: callers keep batches at a fixed size (see pad_batch)."""
+
+    def __init__(self, G, mode: str):
+        from .stylegan2 import StyleGAN2Generator
+
+        self.G = G
+        self._run = torch.compile(G._run, mode=COMPILE_MODES[mode], dynamic=False)
+        self.synthesize = StyleGAN2Generator.synthesize.__get__(self)
+        self.features_at = StyleGAN2Generator.features_at.__get__(self)
+
+    def __getattr__(self, name):
+        return getattr(self.G, name)
+
+
+def compiled_encoder(E, mode: str):
+    """``E`` through ``torch.compile`` (same call, same outputs up to float rounding)."""
+    return torch.compile(E, mode=COMPILE_MODES[mode], dynamic=False)
+
+
+def pad_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` [n,...] repeated at its last row up to [size,...] (n <= size): a fixed batch shape
+    for compiled code and CUDA graphs; the extra rows' results are dropped."""
+    n = x.shape[0]
+    if n >= size:
+        return x
+    return torch.cat([x, x[-1:].expand(size - n, *x.shape[1:])])

@@ -7,6 +7,7 @@ import os
 import subprocess
 import tempfile
 import time
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -84,7 +85,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     trip) when the output's colour and size allow; False sends every frame through RGB.
     ``reader``: the frame reader by registry name ("pyav", or a plugin's such as "decord").
     ``threaded``: every stage on its own thread, overlapping decoding and encoding (the output
-    is the same as without). ``threads``: torch's CPU threads (default: see ``torch_threads``).
+    is the same as without). ``threads``: torch's CPU threads (default: ``options.torch_threads()``
+    for a face edit, else every core).
 
     ``on_start(reader)`` is called once the input is open (e.g. to size a progress bar);
     ``on_frame(record)`` after each frame is written.
@@ -95,6 +97,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         from ..edit.recipe import EditOptions
 
         options = options or EditOptions()
+        options.threaded = threaded
         options.edits = list(edits) if edits is not None else options.edits
         options.model = model or options.model
         if not Path(input).is_file():
@@ -107,7 +110,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         with reader_cls(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
     with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
-            torch_threads(threaded, threads):
+            torch_threads(threads or (options.torch_threads() if options is not None else None)), ExitStack() as stack:
         info = reader.info
         if on_start is not None:
             on_start(reader)
@@ -117,7 +120,12 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
             # RGB is made on the decoding thread when some stage will look at the pictures
             rgb = not (pipeline.is_identity and passthrough)
             decoded = timed(reader.frames(rgb=rgb), pipeline.seconds, "decode")
-            for record in pipeline.run(prefetch(decoded, depth=2 * batch_size)):
+            source = prefetch(decoded, depth=2 * batch_size) if threaded else decoded  # sequential: no overlap
+            stream = pipeline.run(source)
+            stack.callback(decoded.close)  # on any exit, the decoding stops before the reader closes:
+            stack.callback(source.close)  # the stages' threads first, then the decoding thread
+            stack.callback(stream.close)
+            for record in stream:
                 t = time.perf_counter()
                 if writer is None:
                     # a trimmed range starts at 0 in the output; otherwise timestamps are kept
@@ -190,7 +198,8 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     check_output_path(target, [source], overwrite)
     info = describe(source)
     size = (info.width, info.height)
-    with atomic_output(target, [source], overwrite) as tmp, Pipeline(chain, batch_size=batch_size, threaded=True) as pipeline, \
+    with atomic_output(target, [source], overwrite) as tmp, \
+            Pipeline(chain, batch_size=batch_size, threaded=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
         dec_cmd = decode_command(builder, source, info, binary)
         enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
@@ -250,6 +259,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
 
     options = options or EditOptions()
     options.model = model or options.model
+    options.threaded = threaded
     info = describe(input)
     if Path(output).suffix != ".vinv":
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
@@ -264,11 +274,18 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
                 "smooth": options.smooth, "latent_smooth": options.latent_smooth, "every": options.every,
                 "faces": options.faces, "range": [str(start) if start else None, str(end) if end else None]}
     frames = faces = 0
-    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, torch_threads(threaded, threads), \
-            LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache:
+    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
+            torch_threads(threads or options.torch_threads()), \
+            LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache, ExitStack() as stack:
         if on_start is not None:
             on_start(reader)
-        for record in pipeline.run(prefetch(reader.frames(rgb=True), depth=2 * batch_size)):
+        decoded = reader.frames(rgb=True)
+        source = prefetch(decoded, depth=2 * batch_size) if threaded else decoded
+        stream = pipeline.run(source)
+        stack.callback(decoded.close)  # see edit_video
+        stack.callback(source.close)
+        stack.callback(stream.close)
+        for record in stream:
             cache.add(record)
             frames += 1
             faces += len(record.faces)

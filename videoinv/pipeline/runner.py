@@ -248,18 +248,18 @@ def timed(items: Iterable[T], seconds: dict, key: str) -> Iterator[T]:
 
 
 @contextmanager
-def torch_threads(threaded: bool, threads: int | None = None):
-    """Torch's intra-op thread count for a run: ``threads``, or by default all cores for a
-    sequential run and half of them in a threaded one (decoding, detection, blending and
-    encoding run beside the models). Only when torch is in use (a model stage imported it)."""
+def torch_threads(threads: int | None = None):
+    """Torch's intra-op thread count for a run: ``threads`` (default: every core). Only when
+    torch is in use (a model stage imported it); restored afterwards."""
     torch = sys.modules.get("torch")
     if torch is None:
         yield
         return
-    from ..models.tuning import default_torch_threads
+    from ..models.tuning import cpu_count, keep_freed_memory
 
+    keep_freed_memory()
     before = torch.get_num_threads()
-    torch.set_num_threads(threads or default_torch_threads(threaded))
+    torch.set_num_threads(threads or cpu_count())
     try:
         yield
     finally:

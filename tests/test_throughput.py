@@ -1,0 +1,308 @@
+"""The pipelined run: same output as the naive loop, detection ahead in worker processes, model
+batches that shrink on out-of-memory, device-side crops and paste-back, transfers, and the
+``bench speed`` report."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from videoinv import samples
+from videoinv.cli import main
+from videoinv.edit.recipe import EditOptions
+from videoinv.errors import VideoinvError
+from videoinv.faces.detect import HogDetector
+from videoinv.faces.paste import paste
+from videoinv.faces.pool import DetectionAhead
+from videoinv.faces.quad import Quad, crop
+from videoinv.faces.warp import crop_tensor, paste_tensor
+from videoinv.models import ops
+from videoinv.models.specs import load_models
+from videoinv.pipeline.batching import AdaptiveBatch
+from videoinv.pipeline.jobs import edit_video
+from videoinv.pipeline.runner import Pipeline
+from videoinv.pipeline.stage import Stage
+from videoinv.pipeline.transfer import GpuClock, Transfer
+from videoinv.video.frame import FrameRecord
+
+MODEL = "random:64:16"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("throughput") / "moving.mp4"
+    samples.write_clip(path, samples.moving_face(640, 360), 24, audio=True)
+    return path
+
+
+def edited_frames(clip, out, threaded: bool, **options) -> tuple[np.ndarray, dict]:
+    frames = []
+    kwargs = {"edits": ["sefa0=3"], "model": MODEL, "device": "cpu", **options}
+    summary = edit_video(clip, out, options=EditOptions(**kwargs), overwrite=True, threaded=threaded,
+                         batch_size=8 if threaded else 1, threads=1,
+                         on_frame=lambda r: frames.append(np.array(r.image)))
+    return np.stack(frames), summary
+
+
+def test_pipelined_output_is_identical_to_the_naive_loop(clip, tmp_path):
+    naive, summary = edited_frames(clip, tmp_path / "a.mp4", threaded=False, batch=1, workers=0, parallel=1)
+    piped, piped_summary = edited_frames(clip, tmp_path / "b.mp4", threaded=True, batch=1, workers=1, parallel=2)
+    assert len(naive) == len(piped) == 24 == piped_summary["frames"]
+    assert np.array_equal(naive, piped)
+    source = np.stack([r.image for r in _decoded(clip)])
+    assert (np.abs(naive.astype(int) - source).max(axis=(1, 2, 3)) > 20).all()  # every frame was edited
+    for key in ("decode", "encode"):  # the busy time of every part is reported
+        assert piped_summary["busy_seconds"][key] > 0
+    assert any(k.startswith("synthesize") for k in piped_summary["busy_seconds"])
+
+
+def _decoded(path):
+    from videoinv.video.reader import Reader
+
+    with Reader(path) as reader:
+        return [r.load() for r in reader.frames(rgb=True)]
+
+
+def test_detection_ahead_gives_the_detectors_own_answers():
+    image = samples.face_image()
+    frame = cv2.copyMakeBorder(image, 100, 100, 300, 300, cv2.BORDER_REFLECT)
+    detector = HogDetector(detect_size=640, threshold=0.3)
+    expected = detector.detect(frame)
+    assert expected, "the sample face must be found"
+    ahead = DetectionAhead(detector, workers=1)
+    try:
+        ahead.schedule(5, frame)
+        for worker in ahead.workers:  # wait until the worker has answered once
+            deadline = threading.Event()
+            while not worker.ready and not deadline.wait(0.05):
+                pass
+        ahead.at(5)
+        got = ahead.detect(frame)
+        assert ahead.hits == 1
+        ahead.at(6)  # not sent ahead: detected in place, same answer
+        assert len(ahead.detect(frame)) == len(expected) and ahead.misses == 1
+    finally:
+        ahead.close()
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert np.allclose(a.box, b.box) and a.score == pytest.approx(b.score)
+
+
+class OutOfMemoryAbove:
+    """Stands in for a device with a tiny memory budget: batches above ``limit`` fail."""
+
+    def __init__(self, forward, limit: int):
+        self.forward, self.limit, self.sizes = forward, limit, []
+
+    def __call__(self, x, *args, **kwargs):
+        self.sizes.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return self.forward(x, *args, **kwargs)
+
+
+def test_out_of_memory_halves_the_batch_and_writes_every_frame(clip, tmp_path, monkeypatch):
+    expected, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=False, batch=2, workers=0, parallel=1)
+    models = load_models(MODEL, "cpu")
+    encoder = OutOfMemoryAbove(models.E.forward, 2)
+    generator = OutOfMemoryAbove(models.G.synthesize, 2)
+    monkeypatch.setattr(models.E, "forward", encoder)
+    monkeypatch.setattr(models.G, "synthesize", generator)
+    got, summary = edited_frames(clip, tmp_path / "b.mp4", threaded=True, batch=8, workers=0, parallel=1)
+    assert summary["frames"] == 24 and len(got) == 24
+    assert 8 in encoder.sizes and 4 in encoder.sizes and 8 in generator.sizes  # it did run out, twice
+    assert max(encoder.sizes[encoder.sizes.index(2):]) == 2  # and kept the size that fits
+    assert np.array_equal(got, expected)  # batches of 2: the same as asking for 2
+
+
+def test_adaptive_batch_keeps_order_and_reports_what_it_cannot_fit():
+    calls = []
+
+    def run(items):
+        calls.append(len(items))
+        if len(items) > 3:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB")
+        return [i * 10 for i in items]
+
+    batch = AdaptiveBatch("test")
+    assert batch.map(run, list(range(10))) == [i * 10 for i in range(10)]
+    assert calls[:3] == [10, 5, 2] and batch.size == 2
+    with pytest.raises(ValueError):  # other errors are not retried
+        AdaptiveBatch("test").map(lambda items: (_ for _ in ()).throw(ValueError("bad")), [1, 2])
+
+    def never(items):
+        raise torch.OutOfMemoryError("out of memory")
+
+    with pytest.raises(VideoinvError, match="out of memory even for one face"):
+        AdaptiveBatch("test").map(never, [1, 2, 3])
+
+
+def _frame_and_quad():
+    frame = cv2.resize(samples.face_image(), (1280, 720))
+    return frame, Quad(np.array([640.3, 360.7]), np.array([150.2, 20.1]), np.array([-20.1, 150.2]))
+
+
+@pytest.mark.parametrize("size", [64, 256, 1024])
+def test_device_crop_matches_the_opencv_crop(size):
+    frame, quad = _frame_and_quad()
+    expected = crop(frame, quad, size)
+    got = crop_tensor(torch.from_numpy(frame).permute(2, 0, 1), quad, size).round().byte().permute(1, 2, 0).numpy()
+    diff = np.abs(expected.astype(int) - got)
+    assert diff.max() <= 1 and diff.mean() < 0.3
+
+
+def test_device_paste_matches_the_opencv_paste():
+    frame, quad = _frame_and_quad()
+    rng = np.random.default_rng(0)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), (9, 9), 3)
+    mask = np.zeros((256, 256), np.float32)
+    cv2.circle(mask, (128, 128), 80, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), 8)
+    expected = paste(frame, face, mask, quad, strength=0.8)
+    got = paste_tensor(torch.from_numpy(frame).permute(2, 0, 1), torch.from_numpy(face).permute(2, 0, 1).float(),
+                       torch.from_numpy(mask), quad, 0.8).permute(1, 2, 0).numpy()
+    changed = (expected != frame).any(-1)
+    assert changed.sum() > 30_000  # the face did go in
+    assert np.abs(expected.astype(int) - got).max() <= 1
+    assert abs(int(changed.sum()) - int((got != frame).any(-1).sum())) < 20
+
+
+def test_device_warps_in_the_pipeline_agree_with_opencv(clip, tmp_path):
+    cv, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=True, warp="cv2", workers=0)
+    dev, _ = edited_frames(clip, tmp_path / "b.mp4", threaded=True, warp="torch", workers=0)
+    diff = np.abs(cv.astype(int) - dev)
+    assert diff.mean() < 0.05 and np.percentile(diff, 99.9) <= 3
+
+
+def test_transfer_round_trip_and_no_gpu_clock_on_cpu():
+    image = np.random.default_rng(1).integers(0, 256, (36, 64, 3), dtype=np.uint8)
+    image.flags.writeable = False  # decoded frames are read-only
+    transfer = Transfer(torch.device("cpu"))
+    frame = transfer.upload(image)
+    assert frame.shape == (3, 36, 64) and frame.dtype == torch.uint8
+    assert np.array_equal(transfer.download(frame).result(), image)
+    clock = GpuClock()
+    with clock.span(torch.device("cpu")):
+        pass
+    assert clock.busy_seconds() is None
+
+
+def test_conv_modes_agree_and_the_mode_is_per_thread():
+    G = load_models(MODEL, "cpu").G
+    w = torch.randn(3, G.n_latent, G.style_dim, generator=torch.Generator().manual_seed(0))
+    noise = G.make_noise(0)
+    seen = {}
+
+    def other_thread():
+        seen["mode"] = ops.CONV_MODE.get()
+
+    with torch.no_grad():
+        grouped = G.synthesize(w, noise=noise)
+        with ops.conv_mode("shared"):
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+            shared = G.synthesize(w, noise=noise)
+    assert seen["mode"] is None and ops.CONV_MODE.get() is None
+    assert not torch.equal(grouped, shared)  # really the other form
+    assert torch.allclose(grouped, shared, atol=1e-4)
+
+
+class Hold(Stage):
+    """Holds every record back until the end (a stage with look-ahead)."""
+
+    name = "hold"
+
+    def __init__(self):
+        self.held = []
+
+    def process(self, batch):
+        self.held += batch
+        return []
+
+    def flush(self):
+        out, self.held = self.held, []
+        return out
+
+
+class Fail(Stage):
+    name = "fail"
+
+    def process(self, batch):
+        if batch[0].index >= 16:
+            raise RuntimeError("stage failed on purpose")
+        return batch
+
+
+def _records(n):
+    return [FrameRecord(i, i, 1, image=np.zeros((4, 4, 3), np.uint8)) for i in range(n)]
+
+
+def test_threaded_runner_keeps_order_and_raises_a_stage_error():
+    pipeline = Pipeline("copy", batch_size=3, threaded=True)
+    pipeline.stages = [Hold(), Stage(), Hold()]
+    assert [r.index for r in pipeline.run(_records(20))] == list(range(20))
+    pipeline = Pipeline("copy", batch_size=4, threaded=True)
+    pipeline.stages = [Stage(), Fail(), Stage()]
+    seen = []
+    with pytest.raises(RuntimeError, match="on purpose"):
+        for record in pipeline.run(_records(40)):
+            seen.append(record.index)
+    assert seen == list(range(len(seen))) and len(seen) <= 16
+    assert not [t for t in threading.enumerate() if t.name.startswith("videoinv-") and t.name != "videoinv-prefetch"]
+
+
+@pytest.mark.slow
+def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    assert main(["bench", "speed", "--models", MODEL, "--frames", "12", "--device", "cpu", "-o", str(out)]) == 0
+    table = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    entry = report["models"][0]
+    assert entry["naive"]["frames"] == entry["pipelined"]["frames"] == 12
+    assert entry["speedup"] == pytest.approx(entry["pipelined"]["fps"] / entry["naive"]["fps"], rel=1e-2)
+    assert entry["max_diff_levels"] <= 1 and entry["bf16_psnr_db"] > 30
+    assert entry["binding"] in ("compute", "decode", "encode")
+    assert entry["flops_per_frame"]["total"] > entry["flops_per_frame"]["synthesis"] > 0
+    assert set(entry["conv_ms_per_face"]["batch 1"]) == {"grouped", "shared"}
+    assert "pipelined / naive" in table and "binding" in table
+
+
+@pytest.mark.slow
+def test_compiled_models_match_and_keep_a_fixed_batch_shape(clip, tmp_path, monkeypatch):
+    plain, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=True, batch=5, workers=0, parallel=1)
+    shapes = []
+    real = torch.compile
+
+    def watch(fn, **kwargs):
+        compiled = real(fn, **kwargs)
+
+        def call(x, *args, **kw):
+            shapes.append(tuple(x.shape))
+            return compiled(x, *args, **kw)
+        return call
+
+    monkeypatch.setattr(torch, "compile", watch)
+    compiled, summary = edited_frames(clip, tmp_path / "b.mp4", threaded=True, batch=5, workers=0, parallel=1,
+                                      compile="on")
+    assert summary["frames"] == 24  # blocks of 5: the last one (4 frames) is padded to 5
+    assert {s[0] for s in shapes} == {5, 10}  # 10: the Eq. 1 correction runs both latents at once
+    assert np.abs(plain.astype(int) - compiled).max() <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_pipelined_output_within_one_level_of_the_naive_loop(clip, tmp_path):
+    frames = {}
+    for name, threaded, batch in (("naive", False, 1), ("piped", True, 8)):
+        got = []
+        edit_video(clip, tmp_path / f"{name}.mp4", overwrite=True, threaded=threaded, batch_size=8 if threaded else 1,
+                   options=EditOptions(edits=["sefa0=3"], model=MODEL, device="cuda", batch=batch, workers=0),
+                   on_frame=lambda r: got.append(np.array(r.image)))
+        frames[name] = np.stack(got)
+    assert np.abs(frames["naive"].astype(int) - frames["piped"]).max() <= 1
