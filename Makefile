@@ -4,12 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_WEIGHTS := psp-ffhq-encode fse-encoder fse-direction-smile
 
-.PHONY: setup demo test test-slow test-gpu bench clean
+.PHONY: setup test-setup demo test test-slow test-gpu bench clean
 setup: $(VENV)/.setup-done
 
 $(VENV)/.setup-done: pyproject.toml constraints.txt scripts/setup.sh
 	VENV=$(VENV) scripts/setup.sh
 	touch $@
+
+# the tests also want chromium (to open the benchmark report)
+test-setup: $(VENV)/.test-setup-done
+$(VENV)/.test-setup-done: pyproject.toml constraints.txt scripts/setup.sh
+	WITH_CHROMIUM=1 VENV=$(VENV) scripts/setup.sh
+	touch $(VENV)/.setup-done $@
 
 demo: setup
 	mkdir -p samples
@@ -26,10 +32,10 @@ demo: setup
 	fi
 	$(BIN)/videoinv probe samples/sample_edit.mp4
 
-test: setup
+test: test-setup
 	$(BIN)/python -m pytest -q
 
-test-slow: setup
+test-slow: test-setup
 	$(BIN)/python -m pytest -q -m "slow and not gpu"
 
 bench: setup
@@ -42,5 +48,5 @@ bench: setup
 clean:
 	rm -rf samples benchmarks/results .pytest_cache
 
-test-gpu: setup
+test-gpu: test-setup
 	$(BIN)/python -m pytest -q -m gpu

@@ -126,13 +126,13 @@ def _speed_options(func):
                      help="torch CPU threads [default: every core, or 1 per block where a light model "
                      "renders blocks side by side]"),
         click.option("--sequential", is_flag=True, help="run the stages one after the other on one thread "
-                     "(no overlap; the same output, slower)"),
+                     "(no overlap; the same output; the default for a real model on a 2-core CPU)"),
     ]
 
     @functools.wraps(func)
     def command(*args, model_batch, dtype, conv, compile_, detect_workers, threads, sequential, **kwargs):
         speed = {"batch": model_batch, "dtype": dtype, "conv": conv, "compile": compile_, "workers": detect_workers,
-                 "threads": threads, "threaded": not sequential}
+                 "threads": threads, "threaded": False if sequential else None}
         return func(*args, speed=speed, **kwargs)
 
     for option in reversed(options):
@@ -687,13 +687,15 @@ def bench():
 @click.option("--latent-smooth", type=click.Choice(["off", "causal", "lookahead"]), default="off", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--lpips-net", type=click.Choice(["alex", "vgg"]), default="alex", show_default=True)
+@click.option("--identity", type=click.Choice(["dlib", "arcface"]), default="dlib", show_default=True,
+              help="identity network (arcface: InsightFace's IResNet, needs its weights)")
 @click.option("--side-by-side", type=click.IntRange(0), default=3, show_default=True,
               help="comparison videos (source | output) to write")
 @click.option("--redo", is_flag=True, help="recompute every video, even those finished in an earlier run")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON on stdout")
 @_common
 def bench_ravdess(root, out_dir, n, seed, modality, actors, vocal, model, edits, crop, frames, every, smooth,
-                  latent_smooth, device, lpips_net, side_by_side, redo, as_json, quiet):
+                  latent_smooth, device, lpips_net, identity, side_by_side, redo, as_json, quiet):
     """Evaluate inversion (or an edit) on N sampled RAVDESS videos under ROOT; results in OUTPUT.
 
     Writes OUTPUT/videos/<video>.json and .mp4 as each video finishes (a rerun skips finished
@@ -713,7 +715,7 @@ def bench_ravdess(root, out_dir, n, seed, modality, actors, vocal, model, edits,
                             "indexed as RAVDESS files)")
     selection = Selection(n=n, seed=seed, modality=modality, actors=parse_actors(actors), vocal=vocal)
     settings = BenchSettings(model=model, edits=tuple(edits), crop=crop, frames=frames, every=every, smooth=smooth,
-                             latent_smooth=latent_smooth, device=device, lpips_net=lpips_net)
+                             latent_smooth=latent_smooth, device=device, lpips_net=lpips_net, identity=identity)
     summary = run_ravdess(root, out_dir, selection, settings, redo=redo, side_by_side=side_by_side)
     agg = aggregate(summary.videos)
     if as_json:
@@ -747,9 +749,11 @@ _COMPARE_LABELS = {
 @click.argument("a", type=click.Path(path_type=str))
 @click.argument("b", type=click.Path(path_type=str))
 @click.option("--size", type=click.IntRange(16), default=256, show_default=True, help="aligned crop side, px")
+@click.option("--identity", type=click.Choice(["dlib", "arcface"]), default="dlib", show_default=True,
+              help="identity network (arcface: InsightFace's IResNet, needs its weights)")
 @click.option("--json", "as_json", is_flag=True, help="print every number (per frame too) as JSON")
 @_common
-def bench_compare(a, b, size, as_json, quiet):
+def bench_compare(a, b, size, identity, as_json, quiet):
     """Metrics of B (an edit or inversion) against A (its source): fidelity, identity, stability.
 
     Faces are aligned on A; both videos are cropped there and compared crop to crop.
@@ -762,7 +766,7 @@ def bench_compare(a, b, size, as_json, quiet):
     for path in (a, b):
         if not Path(path).is_file():
             describe(path)  # the input's own one-line error
-    result = compare_videos(a, b, size=size)
+    result = compare_videos(a, b, size=size, identity_backend=identity)
     if as_json:
         click.echo(json.dumps(result, allow_nan=False))
         return

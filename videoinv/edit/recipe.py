@@ -43,7 +43,7 @@ class EditOptions:
     conv: str = "auto"  # the modulated conv's form: auto | grouped | shared
     workers: int | None = None  # detection worker processes (None: 1 with 4+ cores, else 0)
     warp: str = "auto"  # crops and paste-back: cv2 (CPU), torch (on the model's device), auto (torch on CUDA)
-    threaded: bool = True  # a pipelined run (set by edit_video/invert_video): see parallel_blocks
+    threaded: bool | None = None  # a pipelined run (set by edit_video/invert_video; None: prefers_threads)
     parallel: int | None = None  # model blocks at once (None: see parallel_blocks)
     compile: str = "off"  # torch.compile the models: off | on | graphs (with CUDA graphs)
 
@@ -63,6 +63,17 @@ class EditOptions:
             return self.parallel
         plan = self._cpu_plan()
         return 1 if plan is None else plan[0]
+
+    def prefers_threads(self) -> bool:
+        """Whether a run should be pipelined by default: on a GPU and, on the CPU, for a light
+        model. A heavy model on the CPU runs sequentially: with the models already on every core,
+        overlapping the other stages measured slower (x0.5-0.9 on 2 cores, benchmarks/throughput.py)."""
+        from ..models.specs import load_models, pick_device
+        from ..models.tuning import cpu_count, cpu_plan
+
+        if pick_device(self.device).type != "cpu":
+            return True
+        return cpu_plan(load_models(self.model, self.device).G, True)[0] > 1 or cpu_count() > 2
 
     def torch_threads(self) -> int | None:
         """Torch's CPU threads for this run: one per block when blocks run side by side, else

@@ -192,6 +192,7 @@ class Invert(Stage):
             return
         m = self.models
 
+        @torch.no_grad()
         def encode(chunk):
             with GPU_CLOCK.span(m.device):
                 x = faces_to_input(chunk, m.device)
@@ -343,6 +344,7 @@ class Synthesize(Stage):
             face.edited = image
         return block
 
+    @torch.no_grad()
     def _images(self, chunk) -> list[np.ndarray]:
         G, device, n = self.G, self.models.device, len(chunk)
         w = torch.stack([f.extra["w"] for f in chunk])

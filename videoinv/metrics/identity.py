@@ -12,6 +12,9 @@ Scale: cosine similarities of dlib descriptors are high for everyone (same perso
 noise, different people ~0.78-0.86 on our test faces; dlib's own rule "same person" is a
 Euclidean distance below 0.6 between the unnormalised descriptors). They are not comparable with
 ArcFace/CurricularFace cosines such as the FeatureStyleEncoder paper's ID 0.895.
+
+Backend ``arcface``: InsightFace's ArcFace IResNet (metrics/arcface.py) on the same face box,
+aligned from dlib's 68 landmarks; needs its weights (a clear error says where they go).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from ..errors import VideoinvError
 from ..faces import dlib_models
 
 ALIGNED_FACE_BOX = (0.254, 0.363, 0.738, 0.848)  # x0, y0, x1, y1 as fractions of an FFHQ crop's side
-BACKENDS = ("dlib",)
+BACKENDS = ("dlib", "arcface")  # arcface: when its weights are present (see metrics/arcface.py)
 
 
 def cosine(u, v) -> float:
@@ -58,10 +61,15 @@ class IdentityEncoder:
             raise VideoinvError(f"unknown identity backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.backend, self.detect = backend, detect
         self.last_detected = False
+        self.arcface = None
+        if backend == "arcface":
+            from .arcface import ArcFaceEmbedder
+
+            self.arcface = ArcFaceEmbedder()
 
     @property
     def dim(self) -> int:
-        return 128
+        return 512 if self.arcface is not None else 128
 
     def face_box(self, crop: np.ndarray) -> tuple[tuple[int, int, int, int], bool]:
         """The face box (x0, y0, x1, y1) in crop pixels and whether the detector found it."""
@@ -75,11 +83,15 @@ class IdentityEncoder:
         return (round(x0 * w), round(y0 * h), round(x1 * w), round(y1 * h)), False
 
     def embed(self, crop) -> np.ndarray:
-        """The unit-length embedding [128] float64 of the face in ``crop``."""
+        """The unit-length embedding ([128] dlib, [512] arcface; float64) of the face in ``crop``."""
         import dlib
 
         image = _uint8(crop)
         box, self.last_detected = self.face_box(image)
+        if self.arcface is not None:
+            from ..faces.detect import landmarks68
+
+            return self.arcface.embed(image, landmarks68(image, np.asarray(box, np.float64)))
         shape = _shape_predictor_5()(image, dlib.rectangle(*box))
         v = np.asarray(dlib_models.face_descriptor_model().compute_face_descriptor(image, shape), np.float64)
         return v / np.linalg.norm(v)

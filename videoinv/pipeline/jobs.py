@@ -47,7 +47,8 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> AudioPlan | N
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
     """Load the models (failing on missing weights before any decoding), check a latent cache
-    against the video and models, and return the chain for ``options`` (an EditOptions)."""
+    against the video and models, decide ``options.threaded`` if it is None, and return the
+    chain for ``options`` (an EditOptions)."""
     from ..edit.cache import LatentCache, fingerprint, model_info
     from ..edit.directions import NAMED
     from ..edit.spec import EditSpec
@@ -57,6 +58,8 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
     require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
                 f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
     models = load_models(options.model, options.device)
+    if options.threaded is None:
+        options.threaded = options.prefers_threads()
     if options.latents is not None:
         cache = LatentCache(options.latents)
         cache.check(fingerprint(input, describe(input)), model_info(models), {"size": models.size})
@@ -71,7 +74,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                edits: list[str] | None = None, model: str | None = None, options=None,
                start=None, end=None, encode: EncodeOptions | None = None, audio: str = "copy",
                overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
-               passthrough: bool = True, reader: str = "pyav", threaded: bool = True, threads: int | None = None,
+               passthrough: bool = True, reader: str = "pyav", threaded: bool | None = None,
+               threads: int | None = None,
                on_frame: Callable[[FrameRecord], None] | None = None,
                on_start: Callable[[Reader], None] | None = None) -> dict:
     """Run a chain over every frame of ``input`` (or the ``start``-``end`` range) and write
@@ -85,7 +89,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     trip) when the output's colour and size allow; False sends every frame through RGB.
     ``reader``: the frame reader by registry name ("pyav", or a plugin's such as "decord").
     ``threaded``: every stage on its own thread, overlapping decoding and encoding (the output
-    is the same as without). ``threads``: torch's CPU threads (default: ``options.torch_threads()``
+    is the same as without); None: yes, except for a heavy model on a 2-core CPU
+    (``EditOptions.prefers_threads``). ``threads``: torch's CPU threads (default: ``options.torch_threads()``
     for a face edit, else every core).
 
     ``on_start(reader)`` is called once the input is open (e.g. to size a progress bar);
@@ -97,12 +102,14 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         from ..edit.recipe import EditOptions
 
         options = options or EditOptions()
-        options.threaded = threaded
         options.edits = list(edits) if edits is not None else options.edits
         options.model = model or options.model
         if not Path(input).is_file():
             describe(input)  # the input's own one-line error comes first
+        options.threaded = threaded
         chain = prepare_edit(input, options)
+        threaded = options.threaded
+    threaded = True if threaded is None else threaded
     pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded)
     reader_cls = default_registry().get("reader", reader)
     if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
@@ -248,7 +255,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
 
 def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: str | None = None, options=None,
                  start=None, end=None, overwrite: bool = False, salvage: bool = False, batch_size: int = 8,
-                 threaded: bool = True, threads: int | None = None,
+                 threaded: bool | None = None, threads: int | None = None,
                  on_frame: Callable[[FrameRecord], None] | None = None,
                  on_start: Callable[[Reader], None] | None = None) -> dict:
     """Detect, track, align and invert every face of ``input`` and store the result in the
@@ -259,12 +266,12 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
 
     options = options or EditOptions()
     options.model = model or options.model
-    options.threaded = threaded
     info = describe(input)
     if Path(output).suffix != ".vinv":
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
     check_output_path(output, [input], overwrite)
     models = load_models(options.model, options.device)
+    options.threaded = threaded = options.prefers_threads() if threaded is None else threaded
     pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded)
     if pipeline.needs_prepass:
         with Reader(input, start=start, end=end, salvage=salvage) as first:
