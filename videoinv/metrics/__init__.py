@@ -11,10 +11,13 @@ paper does (its Table 2: MSE 0.009, PSNR 26.64 dB, SSIM 0.818, LPIPS 0.122, ID 0
               ``distances(A, B) -> [N]``), ``lpips_distance(a, b, net="alex")``,
               ``LPIPSUnavailable`` (a weight file is missing: report "LPIPS unavailable", never a
               number), ``lpips_unavailable_reason(net) -> str | None``.
-``identity``  ``IdentityEncoder(backend="dlib", detect=True)`` with ``embed(crop) -> [128] unit
-              vector`` (``last_detected``: the HOG detector found the face, else the fixed
+``identity``  ``IdentityEncoder(backend="dlib"|"arcface", detect=True)`` with ``embed(crop) ->
+              unit vector`` ([128] dlib; [512] arcface, which needs its weights: see
+              ``arcface``; ``last_detected``: the HOG detector found the face, else the fixed
               aligned-face box was used), ``identity_similarity(a, b, encoder=None) -> float``
               (cosine), ``cosine(u, v)``.
+``arcface``   ``IResNet``, ``load(path)``, ``ArcFaceEmbedder(path=None).embed(image, landmarks68)``,
+              ``available()`` (InsightFace's arcface_torch checkpoint layout).
 ``temporal``  ``identity_consistency(source_embeddings [N,D], output_embeddings [N,D]) ->
               {"tl_id", "tg_id", "id_to_source": [N], "id_to_source_mean"}`` (STIT),
               ``jitter(points [T,...,2]) -> px`` (std of second differences over time),
@@ -26,4 +29,5 @@ paper does (its Table 2: MSE 0.009, PSNR 26.64 dB, SSIM 0.818, LPIPS 0.122, ID 0
 ``compare``   ``compare_videos(a_path, b_path, size=256, lpips_net="alex",
               identity_backend="dlib", ...) -> dict`` (A is the source/reference, B the output;
               summary + per-frame lists, JSON-serialisable, non-finite numbers as null).
+``ravdess``/``evaluate``/``report``  the ``videoinv bench ravdess`` evaluation and its reports.
 """
