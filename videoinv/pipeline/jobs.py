@@ -127,7 +127,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
             # RGB is made on the decoding thread when some stage will look at the pictures
             rgb = not (pipeline.is_identity and passthrough)
             decoded = timed(reader.frames(rgb=rgb), pipeline.seconds, "decode")
-            source = prefetch(decoded, depth=2 * batch_size) if threaded else decoded  # sequential: no overlap
+            source = prefetch(decoded, depth=batch_size) if threaded else decoded  # sequential: no overlap
             stream = pipeline.run(source)
             stack.callback(decoded.close)  # on any exit, the decoding stops before the reader closes:
             stack.callback(source.close)  # the stages' threads first, then the decoding thread
@@ -287,7 +287,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
         if on_start is not None:
             on_start(reader)
         decoded = reader.frames(rgb=True)
-        source = prefetch(decoded, depth=2 * batch_size) if threaded else decoded
+        source = prefetch(decoded, depth=batch_size) if threaded else decoded
         stream = pipeline.run(source)
         stack.callback(decoded.close)  # see edit_video
         stack.callback(source.close)

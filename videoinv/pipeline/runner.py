@@ -117,7 +117,7 @@ class Pipeline:
             yield from self.push(batch)
         yield from self.flush()
 
-    def run_threaded(self, records: Iterable[FrameRecord], depth: int = 2) -> Iterator[FrameRecord]:
+    def run_threaded(self, records: Iterable[FrameRecord], depth: int = 1) -> Iterator[FrameRecord]:
         """Like :meth:`run`, but every stage works on its own thread, connected to the next by a
         queue of at most ``depth`` batches: stage k works on batch n while stage k+1 works on
         batch n-1 (torch, OpenCV, PyAV and the detection workers release the GIL). Each stage
