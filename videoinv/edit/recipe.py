@@ -69,11 +69,11 @@ class EditOptions:
         model. A heavy model on the CPU runs sequentially: with the models already on every core,
         overlapping the other stages measured slower (x0.5-0.9 on 2 cores, benchmarks/throughput.py)."""
         from ..models.specs import load_models, pick_device
-        from ..models.tuning import cpu_count, cpu_plan
+        from ..models.tuning import cpu_count, is_light
 
-        if pick_device(self.device).type != "cpu":
+        if pick_device(self.device).type != "cpu" or cpu_count() > 2:
             return True
-        return cpu_plan(load_models(self.model, self.device).G, True)[0] > 1 or cpu_count() > 2
+        return cpu_count() > 1 and is_light(load_models(self.model, self.device).G)
 
     def torch_threads(self) -> int | None:
         """Torch's CPU threads for this run: one per block when blocks run side by side, else

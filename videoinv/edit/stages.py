@@ -192,7 +192,6 @@ class Invert(Stage):
             return
         m = self.models
 
-        @torch.no_grad()
         def encode(chunk):
             with GPU_CLOCK.span(m.device):
                 x = faces_to_input(chunk, m.device)
@@ -344,8 +343,7 @@ class Synthesize(Stage):
             face.edited = image
         return block
 
-    @torch.no_grad()
-    def _images(self, chunk) -> list[np.ndarray]:
+    def _images(self, chunk) -> list[np.ndarray]:  # within _render's no_grad
         G, device, n = self.G, self.models.device, len(chunk)
         w = torch.stack([f.extra["w"] for f in chunk])
         w_edit = torch.stack([f.extra.get("w_edit", f.extra["w"]) for f in chunk])

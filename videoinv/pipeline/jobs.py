@@ -7,7 +7,6 @@ import os
 import subprocess
 import tempfile
 import time
-from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -117,7 +116,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         with reader_cls(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
     with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
-            torch_threads(threads or (options.torch_threads() if options is not None else None)), ExitStack() as stack:
+            torch_threads(threads or (options.torch_threads() if options is not None else None)):
         info = reader.info
         if on_start is not None:
             on_start(reader)
@@ -126,24 +125,19 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         try:
             # RGB is made on the decoding thread when some stage will look at the pictures
             rgb = not (pipeline.is_identity and passthrough)
-            decoded = timed(reader.frames(rgb=rgb), pipeline.seconds, "decode")
-            source = prefetch(decoded, depth=batch_size) if threaded else decoded  # sequential: no overlap
-            stream = pipeline.run(source)
-            stack.callback(decoded.close)  # on any exit, the decoding stops before the reader closes:
-            stack.callback(source.close)  # the stages' threads first, then the decoding thread
-            stack.callback(stream.close)
-            for record in stream:
-                t = time.perf_counter()
-                if writer is None:
-                    # a trimmed range starts at 0 in the output; otherwise timestamps are kept
-                    offset = record.pts * info.time_base if trimmed else Fraction(0)
-                    writer = Writer(output, info.width, info.height, info.time_base, info.fps, encode,
-                                    info, _audio_plan(audio, reader, record), inputs=[input, *audio_inputs],
-                                    overwrite=overwrite, offset=offset, passthrough=passthrough)
-                writer.write(record)
-                pipeline.seconds["encode"] += time.perf_counter() - t
-                if on_frame is not None:
-                    on_frame(record)
+            with pipeline.stream(timed(reader.frames(rgb=rgb), pipeline.seconds, "decode")) as records:
+                for record in records:
+                    t = time.perf_counter()
+                    if writer is None:
+                        # a trimmed range starts at 0 in the output; otherwise timestamps are kept
+                        offset = record.pts * info.time_base if trimmed else Fraction(0)
+                        writer = Writer(output, info.width, info.height, info.time_base, info.fps, encode,
+                                        info, _audio_plan(audio, reader, record), inputs=[input, *audio_inputs],
+                                        overwrite=overwrite, offset=offset, passthrough=passthrough)
+                    writer.write(record)
+                    pipeline.seconds["encode"] += time.perf_counter() - t
+                    if on_frame is not None:
+                        on_frame(record)
             if writer is None:
                 raise InputError(f"no frames to write: {input} has none in the selected range")
             t = time.perf_counter()
@@ -283,16 +277,11 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     frames = faces = 0
     with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
             torch_threads(threads or options.torch_threads()), \
-            LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache, ExitStack() as stack:
+            LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache, \
+            pipeline.stream(reader.frames(rgb=True)) as records:
         if on_start is not None:
             on_start(reader)
-        decoded = reader.frames(rgb=True)
-        source = prefetch(decoded, depth=batch_size) if threaded else decoded
-        stream = pipeline.run(source)
-        stack.callback(decoded.close)  # see edit_video
-        stack.callback(source.close)
-        stack.callback(stream.close)
-        for record in stream:
+        for record in records:
             cache.add(record)
             frames += 1
             faces += len(record.faces)

@@ -217,6 +217,21 @@ class Pipeline:
             raise RuntimeError(f"pipeline lost frames: {self._in} in, {self._out} out "
                                f"(stages: {', '.join(s.name for s in self.stages)})")
 
+    @contextmanager
+    def stream(self, frames: Iterator[FrameRecord], depth: int | None = None):
+        """The records of ``frames`` (a reader's generator) through the stages, for a ``with``
+        block. A threaded pipeline decodes ahead on its own thread (at most ``depth`` records,
+        default one batch). However the block ends, the stages' threads stop first, then the
+        decoding, so the reader can be closed after it."""
+        source = prefetch(frames, depth=depth or self.batch_size) if self.threaded else frames
+        records = self.run(source)
+        try:
+            yield records
+        finally:
+            records.close()
+            source.close()
+            frames.close()
+
     def close(self) -> None:
         for stage in self.stages:
             stage.close()
@@ -255,9 +270,8 @@ def torch_threads(threads: int | None = None):
     if torch is None:
         yield
         return
-    from ..models.tuning import cpu_count, keep_freed_memory
+    from ..models.tuning import cpu_count
 
-    keep_freed_memory()
     before = torch.get_num_threads()
     torch.set_num_threads(threads or cpu_count())
     try:
