@@ -61,6 +61,16 @@ def test_pipelined_output_is_identical_to_the_naive_loop(clip, tmp_path):
     assert any(k.startswith("synthesize") for k in piped_summary["busy_seconds"])
 
 
+def test_default_batches_stay_within_a_level_of_the_naive_loop(clip, tmp_path):
+    """By default the encoder takes 8 frames at once and the generator 1 on the CPU: batching
+    changes float rounding only."""
+    options = EditOptions(edits=["sefa0=3"], model=MODEL, device="cpu")
+    assert (options.encoder_batch(), options.model_batch()) == (8, 1)
+    naive, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=False, batch=1, workers=0, parallel=1)
+    piped, _ = edited_frames(clip, tmp_path / "b.mp4", threaded=True, workers=0)
+    assert len(piped) == 24 and np.abs(naive.astype(int) - piped).max() <= 1
+
+
 def _decoded(path):
     from videoinv.video.reader import Reader
 
@@ -267,6 +277,8 @@ def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
     assert entry["naive"]["frames"] == entry["pipelined"]["frames"] == 12
     assert entry["speedup"] == pytest.approx(entry["pipelined"]["fps"] / entry["naive"]["fps"], rel=1e-2)
     assert entry["max_diff_levels"] <= 1 and entry["bf16_psnr_db"] > 30
+    # the naive loop cannot beat its own work spread perfectly over the cores
+    assert entry["work_cpu_s"] > 0 and entry["overlap_bound"] > 0.9
     assert entry["binding"] in ("compute", "decode", "encode")
     assert entry["flops_per_frame"]["total"] > entry["flops_per_frame"]["synthesis"] > 0
     assert set(entry["conv_ms_per_face"]["batch 1"]) == {"grouped", "shared"}

@@ -112,7 +112,7 @@ def _speed_options(func):
     options = [
         click.option("--model-batch", type=click.IntRange(1), default=None,
                      help="frames whose faces go through a model together; halved by itself on out-of-memory "
-                     "[default: 8 on CUDA, 1 on the CPU]"),
+                     "[default: 8; the generator's 1 on the CPU]"),
         click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
                      show_default=True, help="model precision (autocast; float16 needs CUDA)"),
         click.option("--conv", type=click.Choice(["auto", "grouped", "shared"]), default="auto", show_default=True,

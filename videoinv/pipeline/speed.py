@@ -4,15 +4,23 @@ For each model, in one process and on the same generated clip (one moving real f
 sound): (a) the naive loop, the same stage objects run one after the other on one thread with
 one frame per batch (model batch 1, decoding and detection in that thread, no overlap), and
 (b) the pipelined run with its defaults (every stage on its own thread, decoding ahead and
-encoding overlapped, model blocks in parallel on the CPU or batched on a GPU, detection in a
-worker process where there are cores to spare). Both edit every face with the same SeFa
+encoding overlapped, the encoder batched, generator blocks in parallel on the CPU or batched
+on a GPU, detection in a worker process where there are cores to spare). Both edit every face with the same SeFa
 direction, detect every 5 frames and keep every frame; the pipelined frames are compared with
 the naive ones as they come. Each mode runs ``repeat`` times after a short warm-up run (models,
 dlib and codecs loaded) and its fastest run counts. Reported per run: frames/s end to end, busy
 seconds per stage (decode and encode included), and on CUDA the GPU's busy share from CUDA
 events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
-model block; float results can differ in the last bit between thread counts (the output by a
-level at most). At equal thread counts the two are identical (tests/test_throughput.py).
+model block; float results can differ in the last bit between thread counts and batch sizes
+(the output by a level at most). At equal thread counts and batches the two are identical
+(tests/test_throughput.py).
+
+On the CPU the report also measures the work itself: the CPU seconds of the naive loop with
+torch on one thread (nothing runs in parallel but the encoder's own threads). That work spread
+perfectly over every core is the most any overlap of that work can give: ``overlap_bound`` is
+the naive loop's wall time over (work / cores), the ceiling for the pipelined/naive ratio on this
+machine unless the pipelined run does less work (its batched encoder does a little less).
+Each run also records its own CPU seconds, so the pipelined run's overhead shows.
 
 The ceilings: the arithmetic floor is the FLOPs per frame of the encoder and the synthesis from
 layer 5 (with the Eq. 1 correction), counted by torch, over the measured bf16 matmul rate of the
@@ -26,6 +34,7 @@ import logging
 import math
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -157,8 +166,15 @@ def _best(clip: Path, out: Path, model: str, device: str, naive: bool, repeat: i
     return best
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process so far, every thread (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str = "float32",
-         frames: int | None = None, reference: np.ndarray | None = None, keep: int = 0):
+         frames: int | None = None, reference: np.ndarray | None = None, keep: int = 0,
+         threads: int | None = None):
     from ..edit.recipe import EditOptions
     from .jobs import edit_video
     from .transfer import GPU_CLOCK
@@ -169,14 +185,15 @@ def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str
         options = EditOptions(edits=[EDIT], model=model, device=device, dtype=dtype)
     seen = _Frames(reference, keep)
     GPU_CLOCK.reset()
-    t = time.perf_counter()
-    summary = edit_video(clip, out, options=options, overwrite=True, threaded=not naive,
+    cpu, t = _cpu_seconds(), time.perf_counter()
+    summary = edit_video(clip, out, options=options, overwrite=True, threaded=not naive, threads=threads,
                          end=f"{frames}f" if frames else None, batch_size=1 if naive else 8, on_frame=seen)
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
     gpu = GPU_CLOCK.busy_seconds()
     row = {"mode": "naive" if naive else "pipelined", "dtype": dtype, "frames": summary["frames"],
-           "wall_s": round(wall, 3), "fps": round(summary["frames"] / wall, 3),
-           "model_batch": options.model_batch(), "detect_workers": options.detect_workers(),
+           "wall_s": round(wall, 3), "fps": round(summary["frames"] / wall, 3), "cpu_s": round(cpu, 3),
+           "encoder_batch": options.encoder_batch(), "model_batch": options.model_batch(),
+           "detect_workers": options.detect_workers(),
            "busy_s": summary["busy_seconds"],
            "gpu_busy_share": None if gpu is None else round(gpu / wall, 3)}
     return row, seen
@@ -210,6 +227,12 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             progress(f"{model}: pipelined {piped['fps']} fps")
             entry.update(naive=naive, pipelined=piped, speedup=round(piped["fps"] / naive["fps"], 3),
                          max_diff_levels=seen.max_diff, identical=seen.max_diff == 0 and seen.n == len(reference))
+            if dev.type == "cpu":  # the work itself: the naive loop with torch on one thread
+                work, _ = _run(clip, out, model, device, naive=True, threads=1)
+                entry["work_cpu_s"] = work["cpu_s"]
+                entry["overlap_bound"] = round(naive["wall_s"] / (work["cpu_s"] / cpu_count()), 3)
+                progress(f"{model}: the work is {work['cpu_s']} CPU seconds; perfectly overlapped on "
+                         f"{cpu_count()} cores it would run x{entry['overlap_bound']} the naive loop")
             if bf16:
                 low, seen = _run(clip, out, model, device, naive=False, dtype="bfloat16", reference=reference)
                 entry["bfloat16"] = low
@@ -243,18 +266,22 @@ def table(report: dict) -> str:
              f"{report['cpus']} CPUs, {report['frames']} frames {report['size']}, detect every {report['every']}",
              f"ceilings: decode {report['ceilings']['decode_fps']} fps, encode {report['ceilings']['encode_fps']} "
              f"fps, bf16 matmul {report['ceilings']['bf16_matmul_tflops']} TFLOP/s", ""]
-    head = f"{'model':<16}{'run':<20}{'fps':>8}{'GPU busy':>10}  busy seconds per stage"
+    head = f"{'model':<16}{'run (batches E/G)':<20}{'fps':>8}{'GPU busy':>10}  busy seconds per stage"
     lines += [head, "-" * len(head)]
     for entry in report["models"]:
         runs = [entry["naive"], entry["pipelined"]] + ([entry["bfloat16"]] if "bfloat16" in entry else [])
         for run in runs:
-            name = f"{run['mode']} b{run['model_batch']}" + (" bf16" if run["dtype"] == "bfloat16" else "")
+            name = f"{run['mode']} b{run['encoder_batch']}/{run['model_batch']}" + (" bf16" if run["dtype"] == "bfloat16" else "")
             gpu = "-" if run["gpu_busy_share"] is None else f"{run['gpu_busy_share']:.0%}"
             busy = ", ".join(f"{k.split('#')[0]} {v:.1f}" for k, v in run["busy_s"].items())
             lines.append(f"{entry['model']:<16}{name:<20}{run['fps']:>8.2f}{gpu:>10}  {busy}")
         same = "identical" if entry["identical"] else f"max difference {entry['max_diff_levels']} levels"
         bf16 = f"; bf16 {entry['bf16_psnr_db']} dB against float32" if "bf16_psnr_db" in entry else ""
         lines.append(f"{'':<16}pipelined / naive = x{entry['speedup']:.2f} (outputs {same}){bf16}")
+        if "overlap_bound" in entry:
+            lines.append(f"{'':<16}the work: {entry['work_cpu_s']:.1f} CPU s (pipelined used "
+                         f"{entry['pipelined']['cpu_s']:.1f}); the naive loop's work perfectly overlapped on "
+                         f"{report['cpus']} cores: x{entry['overlap_bound']:.2f} the naive loop")
         lines.append(f"{'':<16}compute ceiling {entry['compute_ceiling_fps']} fps "
                      f"({entry['flops_per_frame']['total'] / 1e9:.1f} GFLOP/frame); binding: {entry['binding']}; "
                      f"pipelined reaches {entry['of_binding_ceiling']:.0%} of it")
