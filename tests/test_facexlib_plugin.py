@@ -82,6 +82,22 @@ def test_detector_and_parser_run_through_the_chain(random_weights):
     assert set(segs) == set(SEGMENTS) and all(m.shape == (512, 512) for m in segs.values())
 
 
+def test_auto_detector_is_retinaface_on_a_gpu_when_its_weights_are_present(random_weights, monkeypatch):
+    from videoinv.edit.recipe import EditOptions
+    from videoinv.models import specs
+
+    assert EditOptions(device="cpu").detector_name() == "hog"  # on the CPU dlib, in worker processes
+    real = specs.pick_device
+    monkeypatch.setattr(specs, "pick_device", lambda name: torch.device("cuda") if name == "cuda" else real(name))
+    options = EditOptions(device="cuda", workers=2)
+    assert options.detector_name() == "retinaface-mobile"  # the only RetinaFace file imported
+    detect = str(options.analysis(256).stages[0])
+    assert "model=retinaface-mobile" in detect and "workers=0" in detect  # on the GPU, no dlib workers
+    assert EditOptions(device="cuda", detector="hog").detector_name() == "hog"
+    W.path_of("retinaface-mobilenet").unlink()
+    assert EditOptions(device="cuda").detector_name() == "hog"
+
+
 def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path / "empty"))
     plugin._retinaface.cache_clear()

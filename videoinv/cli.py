@@ -95,6 +95,9 @@ def _face_options(func):
         click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda"),
         click.option("--faces", default="all", show_default=True, help="all, largest, or track ids (0,2)"),
         click.option("--every", type=click.IntRange(1), default=5, show_default=True, help="detect every N frames"),
+        click.option("--detector", default="auto", show_default=True,
+                     help="hog, cnn, a plugin's (retinaface), or auto: RetinaFace on a GPU when its weights "
+                     "are present, else hog"),
         click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream",
                      show_default=True, help="alignment smoothing"),
         click.option("--latent-smooth", type=click.Choice(["off", "causal", "lookahead"]), default="off",
@@ -141,13 +144,13 @@ def _speed_options(func):
 
 
 def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits=(), segments="face",
-                  exclude="", feather=15.0, blend="alpha", colour=False, latents=None, speed=None):
+                  exclude="", feather=15.0, blend="alpha", colour=False, latents=None, speed=None, detector="auto"):
     from .edit.recipe import EditOptions
 
     speed = speed or {}
     split = lambda text: tuple(p for p in text.replace(",", "+").split("+") if p)  # noqa: E731
     return EditOptions(edits=list(edits), model=model or "fse", device=device, faces=faces, every=every,
-                       smooth=smooth, latent_smooth=latent_smooth, seed=seed, segments=split(segments),
+                       detector=detector, smooth=smooth, latent_smooth=latent_smooth, seed=seed, segments=split(segments),
                        exclude=split(exclude), feather=feather, blend=blend, colour=colour, latents=latents,
                        batch=speed.get("batch"), dtype=speed.get("dtype", "float32"),
                        conv=speed.get("conv", "auto"), workers=speed.get("workers"),
@@ -182,7 +185,7 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
 def edit(input, output, edits, segments, exclude, feather, blend, colour, latents, model, device, faces, every,
-         smooth, latent_smooth, seed, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
+         detector, smooth, latent_smooth, seed, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
          overwrite, audio, start, end, salvage, reader, batch_size, speed, as_json, quiet):
     """Edit the faces in INPUT and write OUTPUT with the source's timing, colours and audio.
 
@@ -202,7 +205,7 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
             raise VideoinvError("give either --chain or the edit options (--edit, --model, --latents), not both")
     elif edits or latents or model:
         options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits, segments, exclude,
-                                feather, blend, colour, latents, speed)
+                                feather, blend, colour, latents, speed, detector=detector)
     with FrameProgress(f"edit {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         summary = edit_video(input, output, chain, options=options, start=start, end=end, encode=encode, audio=audio,
                              overwrite=overwrite, salvage=salvage, batch_size=batch_size,
@@ -225,13 +228,13 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
 @_speed_options
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
-def invert(input, output, model, device, faces, every, smooth, latent_smooth, seed, start, end, overwrite,
-           speed, as_json, quiet):
+def invert(input, output, model, device, faces, every, detector, smooth, latent_smooth, seed, start, end,
+           overwrite, speed, as_json, quiet):
     """Detect, align and invert every face of INPUT once, into a latent cache for 'edit --latents'."""
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import invert_video
 
-    options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, speed=speed)
+    options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, speed=speed, detector=detector)
     with FrameProgress(f"invert {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         summary = invert_video(input, output, options=options, start=start, end=end, overwrite=overwrite,
                                threaded=speed["threaded"], threads=speed["threads"],

@@ -34,6 +34,7 @@ class EditOptions:
     blend: str = "alpha"
     colour: bool = False
     every: int = 5
+    detector: str = "auto"  # hog | cnn | a plugin's (retinaface) | auto (see detector_name)
     smooth: str = "stream"
     latent_smooth: str = "off"
     seed: int | None = None  # noise seed (None: the latent cache's, else 0)
@@ -108,6 +109,24 @@ class EditOptions:
         faster for a light one; see benchmarks/throughput.py), unlike the synthesis."""
         return self.batch if self.batch is not None else 8
 
+    def detector_name(self) -> str:
+        """``detector``, or for auto: the RetinaFace plugin on a CUDA device when its weights are
+        present (it then detects on the GPU beside the models), else dlib's HOG (in worker
+        processes where there are cores to spare, see detect_workers)."""
+        if self.detector != "auto":
+            return self.detector
+        from ..models import weights
+        from ..models.specs import pick_device
+        from ..registry import default_registry
+
+        if pick_device(self.device).type != "cuda":
+            return "hog"
+        known = default_registry().names("detector")
+        for name, file in (("retinaface", "retinaface-resnet50"), ("retinaface-mobile", "retinaface-mobilenet")):
+            if name in known and weights.status(file) == "present":
+                return name
+        return "hog"
+
     def detect_workers(self) -> int:
         if self.workers is not None:
             return self.workers
@@ -146,7 +165,9 @@ class EditOptions:
         """Detection, tracking, alignment and inversion: what a latent cache replaces."""
         select = {"select": "largest"} if self.faces == "largest" else (
             {"ids": [int(i) for i in self.faces.split(",")]} if self.faces not in ("all", "") else {})
-        return Chain((_call("detect", every=self.every, workers=self.detect_workers(), **select),
+        detector = self.detector_name()
+        workers = self.detect_workers() if detector in ("hog", "cnn") else 0
+        return Chain((_call("detect", every=self.every, model=detector, workers=workers, **select),
                       _call("align", size=size, smooth=self.smooth, crops="no" if self.device_warps() else None),
                       _call("invert", model=self.model, device=self.device, smooth=self.latent_smooth,
                             batch=self.encoder_batch(), dtype=self.dtype, parallel=self.parallel_blocks(),

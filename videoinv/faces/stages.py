@@ -48,7 +48,8 @@ class Detect(Stage):
         Param("model", str, "hog", "detector: hog, cnn, or a plugin's (retinaface)"),
         Param("size", int, 640, "detect on a copy scaled to this longer side"),
         Param("upsample", int, 0, "dlib upsampling (1 finds faces down to ~30 px, 4x slower)"),
-        Param("threshold", float, 0.3, "minimum detector score"),
+        Param("threshold", float, None, "minimum detector score (default: the detector's own, "
+              "0.3 for dlib's, 0.8 for RetinaFace)"),
         Param("max_gap", int, 30, "frames a hidden or lost face is waited for before its track ends"),
         Param("cut", float, 0.4, "scene-cut threshold (thumbnail correlation)"),
         Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
@@ -63,7 +64,8 @@ class Detect(Stage):
         from .pool import DetectionAhead
 
         detector_cls = default_registry().get("detector", model)
-        self.detector = detector_cls(detect_size=size, upsample=upsample, threshold=threshold)
+        score = {} if threshold is None else {"threshold": threshold}
+        self.detector = detector_cls(detect_size=size, upsample=upsample, **score)
         self.every = max(1, every)
         self.pool = None
         if workers > 0 and DetectionAhead.supports(self.detector):

@@ -273,6 +273,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     metadata = {"format": FORMAT, "fingerprint": fingerprint(input, info), "models": model_info(models),
                 "size": models.size, "seed": options.seed if options.seed is not None else 0,
                 "smooth": options.smooth, "latent_smooth": options.latent_smooth, "every": options.every,
+                "detector": options.detector_name(),
                 "faces": options.faces, "range": [str(start) if start else None, str(end) if end else None]}
     frames = faces = 0
     with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
