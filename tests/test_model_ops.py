@@ -75,6 +75,19 @@ def test_injecting_the_generators_own_feature_changes_nothing():
         assert torch.allclose(G.synthesize(w, feature=G.features_at(w, k), k=k), G.synthesize(w), atol=1e-5)
 
 
+def test_inference_gives_exactly_the_autograd_result_and_gradients_still_flow():
+    G = tiny()
+    w = torch.randn(2, G.n_latent, 512, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    with torch.no_grad():  # activations updated in place
+        fast = G.synthesize(w)
+    with torch.enable_grad():
+        slow = G.synthesize(w)
+    assert torch.equal(fast, slow.detach())
+    with torch.enable_grad():
+        slow.square().mean().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
+
+
 def test_bf16_autocast_runs_close_to_float32():
     G = tiny()
     w = torch.randn(2, G.n_latent, 512, generator=torch.Generator().manual_seed(1))

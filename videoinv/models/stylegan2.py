@@ -19,9 +19,10 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .ops import EqualLinear, FusedLeakyReLU, ModulatedConv2d, PixelNorm, Upsample
+from .ops import SQRT2, EqualLinear, FusedLeakyReLU, ModulatedConv2d, PixelNorm, Upsample
 
 BLUR = (1, 3, 3, 1)
 
@@ -68,7 +69,14 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        out = self.conv(x, style)
+        if torch.is_grad_enabled():
+            return self.activate(self.noise(out, noise))
+        # inference: the same operations, in place on the conv's fresh output (one buffer
+        # instead of four, so less memory traffic: it matters at the high resolutions)
+        out.add_(self.noise.weight.to(out.dtype) * noise.to(out.dtype))
+        out.add_(self.activate.bias.to(out.dtype).view(1, -1, 1, 1))
+        return F.leaky_relu_(out, 0.2).mul_(SQRT2)
 
 
 class ToRGB(nn.Module):
