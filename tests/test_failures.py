@@ -117,9 +117,12 @@ def test_bad_time_and_audio_file(clips, tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_write_leaves_nothing(clips, tmp_path, sig):
     out = tmp_path / "out.mp4"
+    # a test run started in the background by a shell inherits SIGINT ignored, and Python then
+    # keeps it ignored (as a job under nohup should); Ctrl-C at a terminal finds the default
     proc = subprocess.Popen([sys.executable, "-m", "videoinv", "edit", str(clips.long), "-o", str(out),
                              "--preset", "slow", "--chain", "copy"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while not leftovers(tmp_path) and time.time() < deadline:  # wait until it is writing
         time.sleep(0.05)
