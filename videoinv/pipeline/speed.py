@@ -272,7 +272,8 @@ def table(report: dict) -> str:
     for entry in report["models"]:
         runs = [entry["naive"], entry["pipelined"]] + ([entry["bfloat16"]] if "bfloat16" in entry else [])
         for run in runs:
-            name = f"{run['mode']} b{run['encoder_batch']}/{run['model_batch']}" + (" bf16" if run["dtype"] == "bfloat16" else "")
+            name = f"{run['mode']} b{run['encoder_batch']}/{run['model_batch']}"
+            name += " bf16" if run["dtype"] == "bfloat16" else ""
             gpu = "-" if run["gpu_busy_share"] is None else f"{run['gpu_busy_share']:.0%}"
             busy = ", ".join(f"{k.split('#')[0]} {v:.1f}" for k, v in run["busy_s"].items())
             lines.append(f"{entry['model']:<16}{name:<20}{run['fps']:>8.2f}{gpu:>10}  {busy}")
