@@ -91,9 +91,13 @@ class Upsample(nn.Module):
 
 
 # -- activation -------------------------------------------------------------------------------
-def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2, gain: float = SQRT2) -> torch.Tensor:
-    """``leaky_relu(x + bias) * gain``; ``bias`` [C] broadcast over dim 1."""
+def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2, gain: float = SQRT2,
+                    inplace: bool = False) -> torch.Tensor:
+    """``leaky_relu(x + bias) * gain``; ``bias`` [C] broadcast over dim 1. ``inplace``: the same
+    operations written into ``x`` (no new buffers; not for tensors autograd needs)."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
+    if inplace:
+        return F.leaky_relu_(x.add_(bias.to(x.dtype).view(shape)), slope).mul_(gain)
     return F.leaky_relu(x + bias.to(x.dtype).view(shape), slope) * gain
 
 
@@ -104,8 +108,8 @@ class FusedLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return bias_leaky_relu(x, self.bias)
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        return bias_leaky_relu(x, self.bias, inplace=inplace)
 
 
 class PixelNorm(nn.Module):

@@ -19,10 +19,9 @@ import math
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .ops import SQRT2, EqualLinear, FusedLeakyReLU, ModulatedConv2d, PixelNorm, Upsample
+from .ops import EqualLinear, FusedLeakyReLU, ModulatedConv2d, PixelNorm, Upsample
 
 BLUR = (1, 3, 3, 1)
 
@@ -75,8 +74,7 @@ class StyledConv(nn.Module):
         # inference: the same operations, in place on the conv's fresh output (one buffer
         # instead of four, so less memory traffic: it matters at the high resolutions)
         out.add_(self.noise.weight.to(out.dtype) * noise.to(out.dtype))
-        out.add_(self.activate.bias.to(out.dtype).view(1, -1, 1, 1))
-        return F.leaky_relu_(out, 0.2).mul_(SQRT2)
+        return self.activate(out, inplace=True)
 
 
 class ToRGB(nn.Module):
