@@ -17,7 +17,8 @@ from videoinv.models.specs import load_encoder, load_generator, parse_random
 torch.set_grad_enabled(False)
 
 
-@pytest.mark.parametrize("up, down, pad", [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (1, 1)), (2, 2, (0, 0)),
+@pytest.mark.parametrize("up, down, pad", [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (1, 1)), (2, 2, (0, 0)), (2, 1, (3, 2)),
+                                           (2, 1, (0, 0)), (1, 1, (0, 0)), (1, 2, (2, 2)),
                                            (1, 1, (-1, 2)), (3, 1, (1, 2))])
 @pytest.mark.parametrize("taps", [(1, 3, 3, 1), [[1, 2, 0], [0, 5, 1], [3, 0, 1]]])
 def test_upfirdn2d_matches_the_tap_by_tap_reference(up, down, pad, taps):
@@ -142,3 +143,21 @@ def test_sizes_and_channel_multipliers(size, multiplier):
     assert G.features_at(w, k=5).shape == (1, 512, 16, 16)
     if size <= 128:
         assert G.synthesize(w).shape == (1, 3, size, size)
+
+
+def test_channels_last_activations_match_the_default_layout(monkeypatch):
+    G = tiny()
+    w = torch.randn(2, G.n_latent, 512, generator=torch.Generator().manual_seed(4))
+    feat = G.features_at(w, 5) * 1.5
+    monkeypatch.setattr(StyleGAN2Generator, "layouts", {})
+    plain = G.synthesize(w, feature=feat, k=5)
+    monkeypatch.setattr(StyleGAN2Generator, "layouts", {"cpu": torch.channels_last})
+    fast = G.synthesize(w, feature=feat, k=5)
+    assert float((fast - plain).abs().max()) < 1e-4 * float(plain.abs().max())
+    # the same values in any strides give the same result to the bit (a size-1 batch may carry
+    # odd strides and still count as contiguous in either layout)
+    one = feat[:1].permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    odd = feat[:1].contiguous(memory_format=torch.channels_last)[0][None]  # batch stride C, not C*H*W
+    assert odd.stride()[0] != odd[0].numel()
+    for other in (one, odd, feat[:1].contiguous()):
+        assert torch.equal(G.synthesize(w[:1], feature=other, k=5), G.synthesize(w[:1], feature=feat[:1].clone(), k=5))

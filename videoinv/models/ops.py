@@ -31,13 +31,28 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     """Upsample by zero insertion (each sample followed by ``up - 1`` zeros), pad ``pad[0]``
     before and ``pad[1]`` after on both axes (negative pads crop), convolve with the 2-D FIR
     ``kernel`` (a true convolution, i.e. flipped), keep every ``down``-th sample.
-    ``x``: [B,C,H,W] -> [B,C,H',W']."""
+    ``x``: [B,C,H,W] -> [B,C,H',W'].
+
+    Where the pads allow it the same sums are formed in one op that keeps the input's memory
+    format: upsampling as a depthwise transposed conv (it scatters each sample through the
+    kernel, which is zero insertion followed by the convolution) cropped to the padded window,
+    and plain filtering with the conv's own padding."""
     b, c, h, w = x.shape
+    p0, p1 = pad
+    kh = kernel.shape[0]
+    if up > 1 and down == 1 and kernel.shape[0] == kernel.shape[1] and 0 <= kh - 1 - p0 and p1 <= kh - up:
+        weight = kernel.to(x.dtype)[None, None].expand(c, 1, kh, kh)
+        out = F.conv_transpose2d(x, weight, stride=up, groups=c)
+        first = kh - 1 - p0
+        return out[:, :, first:first + h * up + p0 + p1 - kh + 1, first:first + w * up + p0 + p1 - kh + 1]
+    if up == 1 and p0 == p1 >= 0:
+        weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
+        out = F.conv2d(x, weight, padding=p0, groups=c)
+        return out[:, :, ::down, ::down] if down > 1 else out
     if up > 1:
         x = x.reshape(b, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(b, c, h * up, w * up)
-    p0, p1 = pad
     x = F.pad(x, [p0, p1, p0, p1])
     weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
     x = F.conv2d(x, weight, groups=c)
@@ -198,15 +213,18 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             weight = weight * torch.rsqrt(weight.square().sum(dim=(2, 3, 4)) + 1e-8).view(b, -1, 1, 1, 1)
         k = self.kernel_size
-        x = x.reshape(1, b * cin, h, w)
+        if k == 1 and not self.upsample:  # a per-sample matrix product (ToRGB), in x's memory format
+            return torch.einsum("boi,bihw->bohw", weight[:, :, :, 0, 0].to(x.dtype), x)
+        # one sample: no regrouping, whose reshape would also drop a channels-last layout
+        x = x.reshape(1, b * cin, h, w) if b > 1 else x
         if self.upsample:
             weight = weight.transpose(1, 2).reshape(b * cin, self.out_channels, k, k)
             out = F.conv_transpose2d(x, weight.to(x.dtype), stride=2, groups=b)
-            out = out.view(b, self.out_channels, *out.shape[2:])
+            out = out.view(b, self.out_channels, *out.shape[2:]) if b > 1 else out
             return self.blur(out)
         out = F.conv2d(x, weight.reshape(b * self.out_channels, cin, k, k).to(x.dtype),
                        padding=self.padding, groups=b)
-        return out.view(b, self.out_channels, h, w)
+        return out.view(b, self.out_channels, h, w) if b > 1 else out
 
     def _shared(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         weight = (self.weight[0] * self.scale).to(x.dtype)  # [out, in, k, k]

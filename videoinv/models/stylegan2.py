@@ -102,7 +102,13 @@ class StyleGAN2Generator(nn.Module):
 
     ``size``: output resolution (8..1024); ``channels``: cap every layer's width (tiny test
     models) or give the full table. See the module docstring for the layer/latent layout.
+
+    Activations run in ``layouts[device type]`` (default: contiguous). On the CPU that is
+    channels-last: oneDNN's convolutions take it without converting, and with it the 256x256
+    layers of ``random:256:32`` synthesise 20-25% faster.
     """
+
+    layouts = {"cpu": torch.channels_last}
 
     def __init__(self, size: int = 1024, style_dim: int = 512, n_mlp: int = 8, channel_multiplier: int = 2,
                  channels: int | dict | None = None, lr_mlp: float = 0.01):
@@ -172,6 +178,16 @@ class StyleGAN2Generator(nn.Module):
         return self.stored_noise()
 
     # -- synthesis --------------------------------------------------------------------------
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in this device's activation layout, with that layout's own strides: a size-1
+        dimension may carry any stride and still pass ``is_contiguous``, and then a conv takes
+        the tensor for the other layout (another algorithm, other roundings)."""
+        layout = self.layouts.get(x.device.type)
+        if layout is None:
+            return x
+        out = torch.empty_like(x, memory_format=layout)
+        return x if out.stride() == x.stride() else out.copy_(x)
+
     def _run(self, w: torch.Tensor, noise: Sequence[torch.Tensor], feature: torch.Tensor | None = None,
              k: int | None = None, stop_at: int | None = None) -> torch.Tensor:
         """Run the synthesis. ``stop_at=j`` returns the output of styled conv number j - 1
@@ -179,19 +195,19 @@ class StyleGAN2Generator(nn.Module):
         conv number ``k``."""
         if k is not None and not 1 <= k < self.num_layers:
             raise ValueError(f"k must be in 1..{self.num_layers - 1}, got {k}")
-        out = self.conv1(self.input(w.shape[0]).to(w.dtype), w[:, 0], noise[0])
+        out = self.conv1(self._layout(self.input(w.shape[0]).to(w.dtype)), w[:, 0], noise[0])
         if stop_at == 1:
             return out
         skip = self.to_rgb1(out, w[:, 1])
         i = 1
         for up, conv, to_rgb in zip(self.convs[::2], self.convs[1::2], self.to_rgbs):
             if k == i and feature is not None:
-                out = feature.to(out.dtype)
+                out = self._layout(feature.to(out.dtype))
             out = up(out, w[:, i], noise[i])
             if stop_at == i + 1:
                 return out
             if k == i + 1 and feature is not None:
-                out = feature.to(out.dtype)
+                out = self._layout(feature.to(out.dtype))
             out = conv(out, w[:, i + 1], noise[i + 1])
             if stop_at == i + 2:
                 return out
