@@ -161,3 +161,23 @@ def test_channels_last_activations_match_the_default_layout(monkeypatch):
     assert odd.stride()[0] != odd[0].numel()
     for other in (one, odd, feat[:1].contiguous()):
         assert torch.equal(G.synthesize(w[:1], feature=other, k=5), G.synthesize(w[:1], feature=feat[:1].clone(), k=5))
+
+
+def test_edit_head_and_tail_give_the_three_pass_edit():
+    from videoinv.edit import corrected_feature
+
+    G = tiny()
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(3, G.n_latent, 512, generator=g)
+    w_edit = w.clone()
+    w_edit[1] += torch.randn(G.n_latent, 512, generator=g) * 0.5  # rows 0 and 2 unedited
+    feat, noise = torch.randn(3, G.channels[16], 16, 16, generator=g), G.make_noise(1)
+    corrected, skip = G.edit_head(w, w_edit, feat, k=5, noise=noise)
+    assert torch.equal(corrected[0], feat[0]) and torch.equal(corrected[2], feat[2])  # F kept exactly
+    expected = corrected_feature(G, w[1:2], feat[1:2], w_edit[1:2], k=5, noise=noise)
+    assert torch.allclose(corrected[1:2], expected, atol=1e-5)
+    image = G.synthesize_from(w_edit, corrected, skip, k=5, noise=noise)
+    reference = torch.cat([G.synthesize(w_edit[i:i + 1], feature=corrected[i:i + 1], k=5, noise=noise)
+                           for i in range(3)])
+    assert torch.allclose(image, reference, atol=1e-4)
+    assert not torch.allclose(image[1], G.synthesize(w_edit[1:2], feature=feat[1:2], k=5, noise=noise)[0], atol=1e-2)

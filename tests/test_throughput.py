@@ -62,13 +62,20 @@ def test_pipelined_output_is_identical_to_the_naive_loop(clip, tmp_path):
 
 
 def test_default_batches_stay_within_a_level_of_the_naive_loop(clip, tmp_path):
-    """By default the encoder takes 8 frames at once and the generator 1 on the CPU: batching
-    changes float rounding only."""
+    """By default the encoder and the generator's layers before k take 8 frames at once, the
+    generator's later layers 1 on the CPU: batching changes float rounding only."""
     options = EditOptions(edits=["sefa0=3"], model=MODEL, device="cpu")
-    assert (options.encoder_batch(), options.model_batch()) == (8, 1)
+    assert (options.encoder_batch(), options.synthesis_group(), options.model_batch()) == (8, 8, 1)
     naive, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=False, batch=1, workers=0, parallel=1)
     piped, _ = edited_frames(clip, tmp_path / "b.mp4", threaded=True, workers=0)
     assert len(piped) == 24 and np.abs(naive.astype(int) - piped).max() <= 1
+
+
+def test_synthesis_group_must_hold_whole_batches():
+    from videoinv.errors import ChainError
+
+    with pytest.raises(ChainError, match="group=6 must be a multiple of batch=4"):
+        Pipeline(f"synthesize=model='{MODEL}':batch=4:group=6")
 
 
 def _decoded(path):
@@ -120,12 +127,15 @@ def test_out_of_memory_halves_the_batch_and_writes_every_frame(clip, tmp_path, m
     expected, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=False, batch=2, workers=0, parallel=1)
     models = load_models(MODEL, "cpu")
     encoder = OutOfMemoryAbove(models.E.forward, 2)
-    generator = OutOfMemoryAbove(models.G.synthesize, 2)
+    head = OutOfMemoryAbove(models.G.edit_head, 2)  # the layers before k, with the Eq. 1 correction
+    generator = OutOfMemoryAbove(models.G.synthesize_from, 2)  # the layers from k on
     monkeypatch.setattr(models.E, "forward", encoder)
-    monkeypatch.setattr(models.G, "synthesize", generator)
+    monkeypatch.setattr(models.G, "edit_head", head)
+    monkeypatch.setattr(models.G, "synthesize_from", generator)
     got, summary = edited_frames(clip, tmp_path / "b.mp4", threaded=True, batch=8, workers=0, parallel=1)
     assert summary["frames"] == 24 and len(got) == 24
-    assert 8 in encoder.sizes and 4 in encoder.sizes and 8 in generator.sizes  # it did run out, twice
+    assert 8 in encoder.sizes and 4 in encoder.sizes  # it did run out, twice
+    assert 8 in head.sizes and 4 in head.sizes and 8 in generator.sizes and 4 in generator.sizes
     assert max(encoder.sizes[encoder.sizes.index(2):]) == 2  # and kept the size that fits
     assert np.array_equal(got, expected)  # batches of 2: the same as asking for 2
 

@@ -29,9 +29,10 @@ def corrected_feature(G, w: torch.Tensor, F: torch.Tensor, w_edited: torch.Tenso
 
 def feature_edit(G, w: torch.Tensor, F: torch.Tensor, w_edited: torch.Tensor, k: int = 5,
                  noise: Sequence[torch.Tensor] | None = None, noise_seed: int | None = None) -> torch.Tensor:
-    """The edited image [B,3,H,W]: ``G.synthesize(w_edited, feature=corrected_feature(...), k)``.
-    Use one noise set (``noise`` or ``noise_seed``) for all three passes, as for a video."""
+    """The edited image [B,3,H,W]: ``G.synthesize(w_edited, feature=corrected_feature(...), k)``,
+    with the layers before k run once for both latents (``G.edit_head``). Use one noise set
+    (``noise`` or ``noise_seed``) for every pass, as for a video."""
     if noise is None and noise_seed is not None:
         noise = G.make_noise(noise_seed)
-    F_edited = corrected_feature(G, w, F, w_edited, k=k, noise=noise)
-    return G.synthesize(w_edited, feature=F_edited, k=k, noise=noise)
+    F_edited, skip = G.edit_head(w, w_edited, F, k=k, noise=noise)
+    return G.synthesize_from(w_edited, F_edited, skip, k=k, noise=noise)

@@ -109,6 +109,14 @@ class EditOptions:
         faster for a light one; see benchmarks/throughput.py), unlike the synthesis."""
         return self.batch if self.batch is not None else 8
 
+    def synthesis_group(self) -> int:
+        """Frames whose faces run the generator's layers before k and the Eq. 1 correction
+        together: the encoder's batch when it is a multiple of the synthesis batch (at a batch
+        of one those small layers cost their call overhead: batched over 8 frames the synthesis
+        of random:256:32 is 16% faster per face), else the synthesis batch."""
+        group, batch = self.encoder_batch(), self.model_batch()
+        return group if group % batch == 0 else batch
+
     def detector_name(self) -> str:
         """``detector``, or for auto: the RetinaFace plugin on a CUDA device when its weights are
         present (it then detects on the GPU beside the models), else dlib's HOG (in worker
@@ -155,7 +163,7 @@ class EditOptions:
             tail.append(_call("edit", model=self.model, device=self.device, direction=path, strength=strength,
                               layers=layers or None))
         tail.append(_call("synthesize", model=self.model, device=self.device, seed=self.seed, batch=self.model_batch(),
-                          dtype=self.dtype, conv=self.conv, parallel=self.parallel_blocks(),
+                          group=self.synthesis_group(), dtype=self.dtype, conv=self.conv, parallel=self.parallel_blocks(),
                           compile=self.compile))
         tail.append(_call("blend", segments=list(self.segments), exclude=list(self.exclude) or None,
                           feather=self.feather, mode=self.blend, colour="yes" if self.colour else None))

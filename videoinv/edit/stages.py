@@ -22,7 +22,6 @@ from ..pipeline.stage import Param, Stage
 from ..pipeline.transfer import GPU_CLOCK, transfer_for
 from ..video.frame import FrameRecord
 from .directions import resolve
-from .feature import corrected_feature
 from .spec import EditSpec, apply_edits
 
 
@@ -292,7 +291,11 @@ class Edit(Stage):
 
 
 class Synthesize(Stage):
-    """Render every face's (edited) W+ with its corrected feature tensor; one noise set per track."""
+    """Render every face's (edited) W+ with its corrected feature tensor; one noise set per track.
+
+    The layers before k and the Eq. 1 correction (one pass over w and w~ together) run for a
+    ``group`` of frames at once; the layers from k on, where the time goes, for ``batch`` frames
+    at a time, ``parallel`` of those blocks side by side."""
 
     name = "synthesize"
     params = (
@@ -301,6 +304,8 @@ class Synthesize(Stage):
         Param("seed", int, 0, "noise seed (track t uses seed + t)"),
         Param("k", int, 5, "the styled conv whose input F replaces"),
         Param("batch", int, 8, "frames whose faces go through the generator together"),
+        Param("group", int, 0, "frames whose faces go through the layers before k and the correction together "
+              "(a multiple of batch; 0: batch)"),
         Param("dtype", _dtype, "float32", "float32, bfloat16 or float16 (autocast)"),
         Param("conv", str, "auto", "modulated conv form: grouped, shared, or auto (the faster for "
               "the batch size)", choices=("auto", "grouped", "shared")),
@@ -309,13 +314,18 @@ class Synthesize(Stage):
               "to a fixed size", choices=tuple(COMPILE_MODES)),
     )
 
-    def __init__(self, model, device, seed, k, batch, dtype, conv, parallel, compile):
+    def __init__(self, model, device, seed, k, batch, group, dtype, conv, parallel, compile):
+        self.batch = max(1, batch)
+        self.group = group or self.batch
+        if self.group % self.batch:
+            raise ChainError(f"synthesize: group={group} must be a multiple of batch={batch}")
         self.models = _models(model, device)
         self.G = self.models.G if compile == "off" else CompiledGenerator(self.models.G, compile)
-        self.fixed = batch if compile != "off" else None
+        self.fixed = compile != "off"  # compiled code (and CUDA graphs) keep one batch shape per part
         self.seed, self.k = seed, k
-        self.blocks = FrameBlocks(batch)
+        self.blocks = FrameBlocks(self.group)
         self.dtype, self.conv = dtype, conv
+        self.heads = AdaptiveBatch("synthesize")
         self.chunks = AdaptiveBatch("synthesize")
         self.workers = BlockWorkers(parallel, "synthesize")
         self.noise_lock = threading.Lock()
@@ -328,39 +338,68 @@ class Synthesize(Stage):
             return self.noise[track]
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
-        return [r for block in self.workers.map(self._render, self.blocks.add(batch)) for r in block]
+        return [r for block in self.blocks.add(batch) for r in self._render(block)]
 
     def flush(self) -> list[FrameRecord]:
-        return [r for block in self.workers.map(self._render, self.blocks.rest()) for r in block]
+        return [r for block in self.blocks.rest() for r in self._render(block)]
 
     def close(self) -> None:
         self.workers.close()
 
     @torch.no_grad()
-    def _render(self, block: list[FrameRecord]) -> list[FrameRecord]:
-        faces = [f for r in block for f in r.faces if "w" in f.extra]
-        for face, image in zip(faces, self.chunks.map(self._images, faces)):
-            face.edited = image
-        return block
+    def _render(self, group: list[FrameRecord]) -> list[FrameRecord]:
+        faces = [f for r in group for f in r.faces if "w" in f.extra]
+        heads = dict(zip(map(id, faces), self.heads.map(self._heads, faces)))
+        split = FrameBlocks(self.batch)
+        blocks = split.add(group) + split.rest()
+        parts = [[(f, heads[id(f)]) for r in block for f in r.faces if "w" in f.extra] for block in blocks]
+        for part, images in zip(parts, self.workers.map(self._tail, parts)):
+            for (face, _), image in zip(part, images):
+                face.edited = image
+        return group
 
-    def _images(self, chunk) -> list[np.ndarray]:  # within _render's no_grad
-        G, device, n = self.G, self.models.device, len(chunk)
+    def _mode(self, batch: int) -> str:
+        if self.conv != "auto":
+            return self.conv
+        return choose_conv_mode(self.models.G, batch, self.models.device, DTYPES[self.dtype])
+
+    def _noise(self, faces, size: int | None) -> list[torch.Tensor]:
+        sets = [self.noise_for(f.track_id) for f in faces]
+        noise = [torch.cat([s[j] for s in sets]) for j in range(self.models.G.num_layers)]
+        return [pad_batch(t, size) for t in noise] if size else noise
+
+    def _heads(self, chunk) -> list[tuple[torch.Tensor, torch.Tensor]]:  # within _render's no_grad
+        """The corrected feature and the RGB skip of w~ per face (the layers before k)."""
+        n, size = len(chunk), self.group if self.fixed else None
         w = torch.stack([f.extra["w"] for f in chunk])
         w_edit = torch.stack([f.extra.get("w_edit", f.extra["w"]) for f in chunk])
         feat = torch.stack([f.extra["F"] for f in chunk])
-        sets = [self.noise_for(f.track_id) for f in chunk]
-        noise = [torch.cat([s[j] for s in sets]) for j in range(G.num_layers)]
-        if self.fixed:  # compiled code (and CUDA graphs) keep one batch shape
-            w, w_edit, feat = (pad_batch(t, self.fixed) for t in (w, w_edit, feat))
-            noise = [pad_batch(t, self.fixed) for t in noise]
-        mode = self.conv if self.conv != "auto" else \
-            choose_conv_mode(self.models.G, w.shape[0], device, DTYPES[self.dtype])
+        if size:
+            w, w_edit, feat = (pad_batch(t, size) for t in (w, w_edit, feat))
+        device = self.models.device
+        with GPU_CLOCK.span(device), conv_mode(self._mode(w.shape[0])), autocast(device, self.dtype):
+            feat, skip = self.G.edit_head(w, w_edit, feat, k=self.k, noise=self._noise(chunk, size))
+        return list(zip(feat[:n], skip[:n]))
+
+    @torch.no_grad()
+    def _tail(self, part) -> list:
+        return self.chunks.map(self._images, part)
+
+    def _images(self, chunk) -> list:  # within _tail's no_grad
+        """The layers from k on, for (face, (feature, skip)) pairs: uint8 crops, or float ones
+        left on the device where blending happens there."""
+        n, size = len(chunk), self.batch if self.fixed else None
+        faces = [f for f, _ in chunk]
+        w_edit = torch.stack([f.extra.get("w_edit", f.extra["w"]) for f in faces])
+        feat = torch.stack([head[0] for _, head in chunk])
+        skip = torch.stack([head[1] for _, head in chunk])
+        if size:
+            w_edit, feat, skip = (pad_batch(t, size) for t in (w_edit, feat, skip))
+        device = self.models.device
         with GPU_CLOCK.span(device):
-            with conv_mode(mode), autocast(device, self.dtype):
-                if not torch.equal(w, w_edit):  # unedited faces keep F exactly
-                    feat = corrected_feature(G, w, feat, w_edit, k=self.k, noise=noise)
-                images = G.synthesize(w_edit, feature=feat, k=self.k, noise=noise)[:n]
-            if all(f.extra.get("on_device") for f in chunk):  # blending happens on the device too
+            with conv_mode(self._mode(w_edit.shape[0])), autocast(device, self.dtype):
+                images = self.G.synthesize_from(w_edit, feat, skip, k=self.k, noise=self._noise(faces, size))[:n]
+            if all(f.extra.get("on_device") for f in faces):  # blending happens on the device too
                 return list(((images.float().clamp(-1, 1) + 1) * 127.5).round())
         return list(to_uint8(images))
 

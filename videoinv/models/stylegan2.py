@@ -188,32 +188,25 @@ class StyleGAN2Generator(nn.Module):
         out = torch.empty_like(x, memory_format=layout)
         return x if out.stride() == x.stride() else out.copy_(x)
 
-    def _run(self, w: torch.Tensor, noise: Sequence[torch.Tensor], feature: torch.Tensor | None = None,
-             k: int | None = None, stop_at: int | None = None) -> torch.Tensor:
-        """Run the synthesis. ``stop_at=j`` returns the output of styled conv number j - 1
-        ("outs[j]"); otherwise the image. ``feature`` replaces the activation entering styled
-        conv number ``k``."""
-        if k is not None and not 1 <= k < self.num_layers:
+    def _layers(self, w: torch.Tensor, noise: Sequence[torch.Tensor], start: int, stop: int,
+                out: torch.Tensor | None = None, skip: torch.Tensor | None = None,
+                rgb: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Styled convs number ``start`` to ``stop - 1`` with their ToRGBs, from ``out`` (the
+        activation entering conv ``start``) and ``skip`` (the RGB image so far); returns both
+        after conv ``stop - 1``. ``rgb=False`` leaves the ToRGBs out (the skip is then stale)."""
+        for j in range(start, stop):
+            if j == 0:
+                out = self.conv1(self._layout(self.input(w.shape[0]).to(w.dtype)), w[:, 0], noise[0])
+                skip = self.to_rgb1(out, w[:, 1]) if rgb else None
+                continue
+            out = self.convs[j - 1](out, w[:, j], noise[j])
+            if j % 2 == 0 and rgb:  # the second conv of a resolution: its ToRGB adds to the skip
+                skip = self.to_rgbs[j // 2 - 1](out, w[:, j + 1], skip)
+        return out, skip
+
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k < self.num_layers:
             raise ValueError(f"k must be in 1..{self.num_layers - 1}, got {k}")
-        out = self.conv1(self._layout(self.input(w.shape[0]).to(w.dtype)), w[:, 0], noise[0])
-        if stop_at == 1:
-            return out
-        skip = self.to_rgb1(out, w[:, 1])
-        i = 1
-        for up, conv, to_rgb in zip(self.convs[::2], self.convs[1::2], self.to_rgbs):
-            if k == i and feature is not None:
-                out = self._layout(feature.to(out.dtype))
-            out = up(out, w[:, i], noise[i])
-            if stop_at == i + 1:
-                return out
-            if k == i + 1 and feature is not None:
-                out = self._layout(feature.to(out.dtype))
-            out = conv(out, w[:, i + 1], noise[i + 1])
-            if stop_at == i + 2:
-                return out
-            skip = to_rgb(out, w[:, i + 2], skip)
-            i += 2
-        return skip
 
     def synthesize(self, wplus: torch.Tensor, feature: torch.Tensor | None = None, k: int = 5,
                    noise: Sequence[torch.Tensor] | None = None, noise_seed: int | None = None) -> torch.Tensor:
@@ -222,15 +215,43 @@ class StyleGAN2Generator(nn.Module):
         ``feature``: replace the activation entering styled conv ``k`` (e.g. [B,512,16,16] at
         k=5). ``noise``: a list of per-layer tensors; ``noise_seed``: draw one set from a seed;
         neither: the stored noise buffers."""
-        return self._run(self._wplus(wplus), self._noise(noise, noise_seed), feature, k if feature is not None else None)
+        w, noise = self._wplus(wplus), self._noise(noise, noise_seed)
+        if feature is None:
+            return self._layers(w, noise, 0, self.num_layers)[1]
+        self._check_k(k)
+        _, skip = self._layers(w, noise, 0, k)
+        return self.synthesize_from(w, feature, skip, k, noise)
+
+    def synthesize_from(self, wplus: torch.Tensor, feature: torch.Tensor, skip: torch.Tensor, k: int = 5,
+                        noise: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """The layers from styled conv ``k`` on: ``feature`` enters conv k and ``skip`` is the
+        RGB image the layers before it made from ``wplus`` (see :meth:`edit_head`)."""
+        w = self._wplus(wplus)
+        out, skip = self._layout(feature), self._layout(skip)  # the same strides however they were made
+        return self._layers(w, self._noise(noise, None), k, self.num_layers, out, skip)[1]
+
+    def edit_head(self, w: torch.Tensor, w_edited: torch.Tensor, feature: torch.Tensor, k: int = 5,
+                  noise: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layers before styled conv ``k`` for a feature edit, in one pass over [w; w~]:
+        the corrected feature ``F + G_k(w~) - G_k(w)`` (the FeatureStyleEncoder's Eq. 1; rows
+        where w~ equals w keep F exactly) and the RGB skip of ``w~`` that
+        :meth:`synthesize_from` continues. ``noise``: one set ([1,...]) or one per row ([B,...])."""
+        self._check_k(k)
+        w, w_edited, noise = self._wplus(w), self._wplus(w_edited), self._noise(noise, None)
+        moved = (w != w_edited).flatten(1).any(1).view(-1, 1, 1, 1)
+        if not moved.any():  # nothing to correct: only w~'s skip is needed
+            return feature, self._layers(w_edited, noise, 0, k)[1]
+        noise = [n if n.shape[0] == 1 else torch.cat([n, n]) for n in noise]
+        both, skip = self._layers(torch.cat([w, w_edited]), noise, 0, k)
+        f_w, f_edited = both.chunk(2)
+        return torch.where(moved, feature + f_edited - f_w, feature), skip.chunk(2)[1]
 
     def features_at(self, wplus: torch.Tensor, k: int = 5, noise: Sequence[torch.Tensor] | None = None,
                     noise_seed: int | None = None) -> torch.Tensor:
         """The activation entering styled conv ``k`` (the output of the k-th styled conv counted
         from 1 = ``conv1``): [B,512,16,16] for k = 5. Runs only the layers needed."""
-        if not 1 <= k < self.num_layers:
-            raise ValueError(f"k must be in 1..{self.num_layers - 1}, got {k}")
-        return self._run(self._wplus(wplus), self._noise(noise, noise_seed), stop_at=k)
+        self._check_k(k)
+        return self._layers(self._wplus(wplus), self._noise(noise, noise_seed), 0, k, rgb=False)[0]
 
     def forward(self, wplus: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.synthesize(wplus, **kwargs)

@@ -135,9 +135,9 @@ class CompiledGenerator:
         from .stylegan2 import StyleGAN2Generator
 
         self.G = G
-        self._run = torch.compile(G._run, mode=COMPILE_MODES[mode], dynamic=False)
-        self.synthesize = StyleGAN2Generator.synthesize.__get__(self)
-        self.features_at = StyleGAN2Generator.features_at.__get__(self)
+        self._layers = torch.compile(G._layers, mode=COMPILE_MODES[mode], dynamic=False)
+        for name in ("synthesize", "synthesize_from", "edit_head", "features_at"):
+            setattr(self, name, getattr(StyleGAN2Generator, name).__get__(self))
 
     def __getattr__(self, name):
         return getattr(self.G, name)
