@@ -287,6 +287,7 @@ def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
     assert entry["naive"]["frames"] == entry["pipelined"]["frames"] == 12
     assert entry["speedup"] == pytest.approx(entry["pipelined"]["fps"] / entry["naive"]["fps"], rel=1e-2)
     assert entry["max_diff_levels"] <= 1 and entry["bf16_psnr_db"] > 30
+    assert entry["naive_repeatable"]  # its later runs gave the first run's frames exactly
     # the naive loop cannot beat its own work spread perfectly over the cores
     assert entry["work_cpu_s"] > 0 and entry["overlap_bound"] > 0.9
     assert entry["binding"] in ("compute", "decode", "encode")
@@ -328,3 +329,18 @@ def test_gpu_pipelined_output_within_one_level_of_the_naive_loop(clip, tmp_path)
                    on_frame=lambda r: got.append(np.array(r.image)))
         frames[name] = np.stack(got)
     assert np.abs(frames["naive"].astype(int) - frames["piped"]).max() <= 1
+
+
+def test_frame_blocks_go_as_soon_as_they_are_whole():
+    from videoinv.edit.stages import FrameBlocks
+
+    blocks = FrameBlocks(4)
+    records = _records(12)
+    indices = lambda done: [[r.index for r in block] for block in done]  # noqa: E731
+    assert indices(blocks.add(records[0:3])) == []  # frames 0-2: block 0 still open
+    assert indices(blocks.add(records[3:6])) == [[0, 1, 2, 3]]  # its last frame came: no waiting for more
+    assert indices(blocks.add(records[6:7])) == []
+    # frame 7 never comes (a damaged frame skipped): block 1 goes once block 2 has begun
+    assert indices(blocks.add(records[8:9])) == [[4, 5, 6]]
+    assert indices(blocks.add(records[9:10])) == []
+    assert indices(blocks.rest()) == [[8, 9]]

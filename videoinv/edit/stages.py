@@ -84,7 +84,8 @@ class FrameBlocks:
         self.pending: list[FrameRecord] = []
 
     def add(self, batch: list[FrameRecord]) -> list[list[FrameRecord]]:
-        """The blocks that ``batch`` completed (a block is complete once a later one has begun)."""
+        """The blocks that ``batch`` completed: a block is complete with its last frame number,
+        or once a later block has begun (a frame of it was missing). Frames come in order."""
         self.pending.extend(batch)
         return self._take(everything=False)
 
@@ -97,6 +98,8 @@ class FrameBlocks:
         while self.pending:
             block = self.pending[0].index // self.size
             n = next((i for i, r in enumerate(self.pending) if r.index // self.size != block), None)
+            if n is None and self.pending[-1].index % self.size == self.size - 1:
+                n = len(self.pending)  # the block's last frame is here: nothing more can join it
             if n is None and not everything:
                 break
             done.append(self.pending[:n])

@@ -8,7 +8,8 @@ encoding overlapped, the encoder batched, generator blocks in parallel on the CP
 on a GPU, detection in a worker process where there are cores to spare). Both edit every face with the same SeFa
 direction, detect every 5 frames and keep every frame; the pipelined frames are compared with
 the naive ones as they come. Each mode runs ``repeat`` times after a short warm-up run (models,
-dlib and codecs loaded) and its fastest run counts. Reported per run: frames/s end to end, busy
+dlib and codecs loaded) and its fastest run counts; the two modes take turns, so a slow spell
+of the machine hits both alike. Reported per run: frames/s end to end, busy
 seconds per stage (decode and encode included), and on CUDA the GPU's busy share from CUDA
 events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
 model block; float results can differ in the last bit between thread counts and batch sizes
@@ -159,11 +160,12 @@ class _Frames:
         return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
 
 
-def _best(clip: Path, out: Path, model: str, device: str, naive: bool, repeat: int, **kwargs):
-    """The fastest of ``repeat`` runs (these machines are noisy)."""
-    runs = [_run(clip, out, model, device, naive, **kwargs) for _ in range(repeat)]
+def _fastest(runs: list) -> tuple[dict, "_Frames"]:
+    """The fastest of a mode's runs (these machines are noisy), with every run's frames/s and
+    the largest difference from the reference any of them had."""
     best = max(runs, key=lambda run: run[0]["fps"])
     best[0]["fps_all"] = [run[0]["fps"] for run in runs]
+    best[1].max_diff = max(run[1].max_diff for run in runs)
     return best
 
 
@@ -193,7 +195,8 @@ def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str
     gpu = GPU_CLOCK.busy_seconds()
     row = {"mode": "naive" if naive else "pipelined", "dtype": dtype, "frames": summary["frames"],
            "wall_s": round(wall, 3), "fps": round(summary["frames"] / wall, 3), "cpu_s": round(cpu, 3),
-           "encoder_batch": options.encoder_batch(), "model_batch": options.model_batch(),
+           "encoder_batch": options.encoder_batch(), "synthesis_group": options.synthesis_group(),
+           "model_batch": options.model_batch(),
            "detect_workers": options.detect_workers(),
            "busy_s": summary["busy_seconds"],
            "gpu_busy_share": None if gpu is None else round(gpu / wall, 3)}
@@ -221,13 +224,22 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
         for model in models:
             entry: dict = {"model": model}
             _run(clip, out, model, device, naive=True, frames=8)  # warm-up: models, dlib, codecs loaded
-            naive, reference = _best(clip, out, model, device, naive=True, repeat=repeat, keep=frames)
-            reference = reference.kept
-            progress(f"{model}: naive {naive['fps']} fps")
-            piped, seen = _best(clip, out, model, device, naive=False, repeat=repeat, reference=reference)
-            progress(f"{model}: pipelined {piped['fps']} fps")
+            # the naive loop's first run keeps its frames as the reference; after it the modes
+            # alternate, so a slow spell of the machine hits both alike, and every later run
+            # compares its frames with the reference (the same cost in both modes)
+            first, kept = _run(clip, out, model, device, naive=True, keep=frames)
+            reference = kept.kept
+            naives, pipes = [], []
+            for i in range(repeat):
+                if i:
+                    naives.append(_run(clip, out, model, device, naive=True, reference=reference))
+                pipes.append(_run(clip, out, model, device, naive=False, reference=reference))
+            naive, checked = _fastest(naives + [(first, _Frames())]) if naives else (first, _Frames())
+            piped, seen = _fastest(pipes)
+            progress(f"{model}: naive {naive['fps']} fps, pipelined {piped['fps']} fps")
             entry.update(naive=naive, pipelined=piped, speedup=round(piped["fps"] / naive["fps"], 3),
-                         max_diff_levels=seen.max_diff, identical=seen.max_diff == 0 and seen.n == len(reference))
+                         max_diff_levels=seen.max_diff, identical=seen.max_diff == 0 and seen.n == len(reference),
+                         naive_repeatable=checked.max_diff == 0)
             if dev.type == "cpu":  # the work itself: the naive loop with torch on one thread
                 work = min(_run(clip, out, model, device, naive=True, threads=1)[0]["cpu_s"] for _ in range(repeat))
                 entry["work_cpu_s"] = work
@@ -267,17 +279,18 @@ def table(report: dict) -> str:
              f"{report['cpus']} CPUs, {report['frames']} frames {report['size']}, detect every {report['every']}",
              f"ceilings: decode {report['ceilings']['decode_fps']} fps, encode {report['ceilings']['encode_fps']} "
              f"fps, bf16 matmul {report['ceilings']['bf16_matmul_tflops']} TFLOP/s", ""]
-    head = f"{'model':<16}{'run (batches E/G)':<20}{'fps':>8}{'GPU busy':>10}  busy seconds per stage"
+    head = f"{'model':<16}{'run (batches*)':<20}{'fps':>8}{'GPU busy':>10}  busy seconds per stage"
     lines += [head, "-" * len(head)]
     for entry in report["models"]:
         runs = [entry["naive"], entry["pipelined"]] + ([entry["bfloat16"]] if "bfloat16" in entry else [])
         for run in runs:
-            name = f"{run['mode']} b{run['encoder_batch']}/{run['model_batch']}"
+            name = f"{run['mode']} b{run['encoder_batch']}/{run['synthesis_group']}/{run['model_batch']}"
             name += " bf16" if run["dtype"] == "bfloat16" else ""
             gpu = "-" if run["gpu_busy_share"] is None else f"{run['gpu_busy_share']:.0%}"
             busy = ", ".join(f"{k.split('#')[0]} {v:.1f}" for k, v in run["busy_s"].items())
             lines.append(f"{entry['model']:<16}{name:<20}{run['fps']:>8.2f}{gpu:>10}  {busy}")
         same = "identical" if entry["identical"] else f"max difference {entry['max_diff_levels']} levels"
+        same += "" if entry["naive_repeatable"] else "; the naive loop did not repeat its own output!"
         bf16 = f"; bf16 {entry['bf16_psnr_db']} dB against float32" if "bf16_psnr_db" in entry else ""
         lines.append(f"{'':<16}pipelined / naive = x{entry['speedup']:.2f} (outputs {same}){bf16}")
         if "overlap_bound" in entry:
@@ -290,4 +303,5 @@ def table(report: dict) -> str:
         conv = "; ".join(f"{b}: grouped {v['grouped']} ms, shared {v['shared']} ms"
                          for b, v in entry["conv_ms_per_face"].items())
         lines.append(f"{'':<16}modulated conv per face, {conv}")
+    lines.append("* batches: encoder / generator layers before k with the Eq. 1 correction / generator from k on")
     return "\n".join(lines)
