@@ -85,6 +85,19 @@ def _decoded(path):
         return [r.load() for r in reader.frames(rgb=True)]
 
 
+def test_a_detection_worker_starts_without_torch():
+    """A worker starts at every run: it must not import what it does not use (torch alone is
+    seconds of CPU on the cores the run needs)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from videoinv.faces import pool; "
+            "pool._serve({'detector': 'hog', 'detect_size': 640, 'upsample': 0, 'threshold': 0.3}); "
+            "print(json.dumps('torch' in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True, timeout=60, check=True)
+    assert json.loads(done.stdout.decode().strip().splitlines()[-1]) is False
+
+
 def test_detection_ahead_gives_the_detectors_own_answers():
     image = samples.face_image()
     frame = cv2.copyMakeBorder(image, 100, 100, 300, 300, cv2.BORDER_REFLECT)
