@@ -76,11 +76,11 @@ def matmul_rate(device, dtype_name: str = "bfloat16", n: int = 2048, seconds: fl
 
 
 def flops_per_face(model: str, device) -> dict:
-    """FLOPs of one face: encoder, synthesis with F injected at layer 5, and the Eq. 1 passes."""
+    """FLOPs of one face as an edit runs it: the encoder, the generator's layers before 5 for w
+    and w~ together (the Eq. 1 correction and w~'s RGB so far), and its layers from 5 on."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..edit.feature import corrected_feature
     from ..models.specs import load_models
 
     m = load_models(model, str(device))
@@ -93,12 +93,12 @@ def flops_per_face(model: str, device) -> dict:
         out["encoder"] = counter.get_total_flops()
         w = w + m.latent_avg
         noise = G.make_noise(0, device)
-        with FlopCounterMode(display=False) as counter:
-            G.synthesize(w, feature=feat, k=5, noise=noise)
-        out["synthesis"] = counter.get_total_flops()
-        with FlopCounterMode(display=False) as counter:
-            corrected_feature(G, w, feat, w + 0.1, k=5, noise=noise)
+        with FlopCounterMode(display=False) as counter:  # the layers before 5, for w and w~ together
+            feat, skip = G.edit_head(w, w + 0.1, feat, k=5, noise=noise)
         out["correction"] = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            G.synthesize_from(w + 0.1, feat, skip, k=5, noise=noise)
+        out["synthesis"] = counter.get_total_flops()
     out["total"] = sum(out.values())
     return out
 
