@@ -40,6 +40,7 @@ test-slow: test-setup
 
 bench: setup
 	$(BIN)/python benchmarks/io_throughput.py
+	$(BIN)/python benchmarks/encode_presets.py
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/faces_throughput.py
 	$(BIN)/python benchmarks/edit_throughput.py

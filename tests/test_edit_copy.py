@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -179,6 +180,25 @@ def test_audio_drop_and_audio_from_another_file(clips, tmp_path):
     _edit(clips.bt709, copied, "--audio", str(m4a))
     theirs, ours = audio_packets(m4a), audio_packets(copied)
     assert ours == theirs[:len(ours)] and 2.0 <= len(ours) * 1024 / 44100 <= 2.1
+
+
+def _x264_settings(path) -> dict[str, str]:
+    """The settings x264 wrote into the stream it encoded (its SEI text: "... options: k=v ...")."""
+    found = re.search(rb"x264 - core \d+.*? options: ([^\x00]*)", path.read_bytes())
+    assert found, f"{path} has no x264 settings"
+    return dict(kv.split("=", 1) for kv in found.group(1).decode("ascii", "replace").split() if "=" in kv)
+
+
+def test_x264_runs_veryfast_at_crf_18_by_default_and_takes_the_users_preset(clips, tmp_path):
+    default, medium = tmp_path / "default.mp4", tmp_path / "medium.mp4"
+    _edit(clips.bt709, default)
+    _edit(clips.bt709, medium, "--preset", "medium", "--crf", "20")
+    # x264's own parameters of each preset: veryfast searches 1 reference at subpel level 2
+    # with a 10-frame lookahead, medium 3 references at level 7 with 40 frames
+    ours = _x264_settings(default)
+    assert (ours["subme"], ours["ref"], ours["rc_lookahead"], ours["crf"]) == ("2", "1", "10", "18.0")
+    theirs = _x264_settings(medium)
+    assert (theirs["subme"], theirs["ref"], theirs["rc_lookahead"], theirs["crf"]) == ("7", "3", "40", "20.0")
 
 
 def test_hevc_encoder(clips, tmp_path):

@@ -293,10 +293,15 @@ def test_threaded_runner_keeps_order_and_raises_a_stage_error():
 @pytest.mark.slow
 def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
     out = tmp_path / "speed.json"
-    assert main(["bench", "speed", "--models", MODEL, "--frames", "12", "--device", "cpu", "-o", str(out)]) == 0
+    assert main(["bench", "speed", "--models", MODEL, "--frames", "12", "--device", "cpu", "--preset", "veryfast",
+                 "-o", str(out)]) == 0
     table = capsys.readouterr().out
     report = json.loads(out.read_text())
     entry = report["models"][0]
+    # the chosen encoder settings reached the ceiling's writer and every run's
+    assert report["encoder"] == {"codec": "libx264", "pix_fmt": "yuv420p", "crf": "18", "preset": "veryfast"}
+    assert entry["naive"]["encoder"] == entry["pipelined"]["encoder"] == report["encoder"]
+    assert "preset veryfast" in table
     assert entry["naive"]["frames"] == entry["pipelined"]["frames"] == 12
     assert entry["speedup"] == pytest.approx(entry["pipelined"]["fps"] / entry["naive"]["fps"], rel=1e-2)
     assert entry["max_diff_levels"] <= 1 and entry["bf16_psnr_db"] > 30

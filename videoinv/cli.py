@@ -34,16 +34,18 @@ def _common(func):
     return wrapper
 
 
-def _encode_options(func):
-    """Video encoder options shared by edit and filter-file."""
+def _quality_options(func):
+    """--crf and --preset, as edit, filter-file and bench speed take them."""
     from .video.writer import X264_PRESETS
 
+    func = click.option("--preset", type=click.Choice(X264_PRESETS), default=None,
+                        help="speed/size trade-off [default: veryfast for x264, else medium]")(func)
+    return click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 18]")(func)
+
+
+def _encode_options(func):
+    """Video encoder options shared by edit and filter-file."""
     options = [
-        click.option("--codec", default="libx264", show_default=True,
-                     help="video encoder: libx264, libx265, ffv1 (lossless), h264_nvenc, ..."),
-        click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 18]"),
-        click.option("--preset", type=click.Choice(X264_PRESETS), default=None,
-                     help="speed/size trade-off [default: medium]"),
         click.option("--pix-fmt", default=None,
                      help="stored pixel format [default: yuv420p; yuv444p for ffv1]"),
         click.option("--color-matrix", default="bt709", show_default=True,
@@ -57,7 +59,9 @@ def _encode_options(func):
     ]
     for option in reversed(options):
         func = option(func)
-    return func
+    func = _quality_options(func)
+    return click.option("--codec", default="libx264", show_default=True,
+                        help="video encoder: libx264, libx265, ffv1 (lossless), h264_nvenc, ...")(func)
 
 
 def _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd):
@@ -800,11 +804,12 @@ def bench_compare(a, b, size, identity, as_json, quiet):
               help="frames of the generated 1280x720 clip [default: 120 on CUDA, 60 on the CPU]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
 @click.option("--no-bf16", is_flag=True, help="skip the bfloat16 run (its PSNR against float32)")
+@_quality_options
 @click.option("-o", "--output", "out", default=None, type=click.Path(path_type=str),
               help="write the report as JSON here too")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
 @_common
-def bench_speed(models, frames, device, no_bf16, out, as_json, quiet):
+def bench_speed(models, frames, device, no_bf16, crf, preset, out, as_json, quiet):
     """Pipelined edit vs a naive per-frame loop on a generated 720p clip, with the ceilings.
 
     For each model: frames/s of both, busy seconds per stage, GPU busy share (CUDA events), their
@@ -813,12 +818,14 @@ def bench_speed(models, frames, device, no_bf16, out, as_json, quiet):
     """
     from .models.specs import pick_device
     from .pipeline.speed import measure, table
+    from .video.writer import EncodeOptions
 
     cuda = pick_device(device).type == "cuda"
     models = models or ("random:256,random:1024" if cuda else "random:256:32,random:256,random:1024")
     frames = frames or (120 if cuda else 60)
     report = measure([m.strip() for m in models.split(",") if m.strip()], frames=frames, device=device,
-                     bf16=not no_bf16, progress=(lambda text: None) if quiet or as_json else log.info)
+                     bf16=not no_bf16, progress=(lambda text: None) if quiet or as_json else log.info,
+                     encode=EncodeOptions(crf=crf, preset=preset))
     if out:
         from .files import atomic_output
 

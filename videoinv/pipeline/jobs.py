@@ -150,6 +150,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         return {"input": str(input), "output": str(output), "frames": writer.frames_written,
                 "passed_through": writer.frames_passed_through,
                 "width": writer.size[0], "height": writer.size[1], "codec": writer.options.codec,
+                "encoder": writer.encoder_options,
                 "audio": "none" if writer.audio is None else ("copied" if all(
                     t.copy for t in writer.audio.tracks) else "re-encoded"),
                 "busy_seconds": {k: round(v, 3) for k, v in pipeline.seconds.items()}}

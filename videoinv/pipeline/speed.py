@@ -113,8 +113,9 @@ def decode_ceiling(clip: Path) -> float:
     return n / (time.perf_counter() - t)
 
 
-def encode_ceiling(clip: Path, out: Path) -> float:
-    """Frames/s of encoding the clip's frames (already RGB in memory) with the default encoder."""
+def encode_ceiling(clip: Path, out: Path, encode=None) -> tuple[float, dict]:
+    """Frames/s of encoding the clip's frames (already RGB in memory) with ``encode`` (an
+    ``EncodeOptions``; None: the default encoder), and the encoder's settings as it ran."""
     from ..video.reader import Reader
     from ..video.writer import Writer
 
@@ -124,11 +125,11 @@ def encode_ceiling(clip: Path, out: Path) -> float:
     for r in records:
         r.image = r.image.copy()  # marked changed: every frame goes through RGB -> YUV -> encoder
     t = time.perf_counter()
-    with Writer(out, info.width, info.height, info.time_base, info.fps, None, info, None, inputs=[clip],
+    with Writer(out, info.width, info.height, info.time_base, info.fps, encode, info, None, inputs=[clip],
                 overwrite=True) as writer:
         for r in records:
             writer.write(r)
-    return len(records) / (time.perf_counter() - t)
+    return len(records) / (time.perf_counter() - t), writer.encoder_options
 
 
 class _Frames:
@@ -177,7 +178,7 @@ def _cpu_seconds() -> float:
 
 def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str = "float32",
          frames: int | None = None, reference: np.ndarray | None = None, keep: int = 0,
-         threads: int | None = None):
+         threads: int | None = None, encode=None):
     from ..edit.recipe import EditOptions
     from .jobs import edit_video
     from .transfer import GPU_CLOCK
@@ -189,33 +190,39 @@ def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str
     seen = _Frames(reference, keep)
     GPU_CLOCK.reset()
     cpu, t = _cpu_seconds(), time.perf_counter()
-    summary = edit_video(clip, out, options=options, overwrite=True, threaded=not naive, threads=threads,
-                         end=f"{frames}f" if frames else None, batch_size=1 if naive else 8, on_frame=seen)
+    summary = edit_video(clip, out, options=options, encode=encode, overwrite=True, threaded=not naive,
+                         threads=threads, end=f"{frames}f" if frames else None, batch_size=1 if naive else 8,
+                         on_frame=seen)
     wall, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
     gpu = GPU_CLOCK.busy_seconds()
     row = {"mode": "naive" if naive else "pipelined", "dtype": dtype, "frames": summary["frames"],
            "wall_s": round(wall, 3), "fps": round(summary["frames"] / wall, 3), "cpu_s": round(cpu, 3),
            "encoder_batch": options.encoder_batch(), "synthesis_group": options.synthesis_group(),
            "model_batch": options.model_batch(),
-           "detect_workers": options.detect_workers(),
+           "detect_workers": options.detect_workers(), "encoder": summary["encoder"],
            "busy_s": summary["busy_seconds"],
            "gpu_busy_share": None if gpu is None else round(gpu / wall, 3)}
     return row, seen
 
 
 def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: bool = True, repeat: int = 2,
-            workdir: str | os.PathLike | None = None, progress=print) -> dict:
-    """Run the comparison; returns the report (see the module docstring)."""
+            workdir: str | os.PathLike | None = None, progress=print, encode=None) -> dict:
+    """Run the comparison; returns the report (see the module docstring). ``encode``: the
+    ``EncodeOptions`` of every run and of the encoding ceiling (None: the defaults of
+    ``videoinv edit``)."""
     import torch
 
     from .. import samples
     from ..models.tuning import cpu_count, time_conv_modes
+    from ..video.writer import EncodeOptions
 
+    encode = encode or EncodeOptions()  # the runs and the encoding ceiling share it
     dev = _device(device)
     with tempfile.TemporaryDirectory(prefix="videoinv-speed-", dir=workdir) as tmp:
         clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.mp4"
         samples.write_clip(clip, samples.moving_face(), frames, audio=True)
-        ceilings = {"decode_fps": round(decode_ceiling(clip), 2), "encode_fps": round(encode_ceiling(clip, out), 2)}
+        encode_fps, encoder = encode_ceiling(clip, out, encode)
+        ceilings = {"decode_fps": round(decode_ceiling(clip), 2), "encode_fps": round(encode_fps, 2)}
         rate = matmul_rate(dev, "bfloat16")
         ceilings["bf16_matmul_tflops"] = round(rate / 1e12, 3)
         progress(f"clip: {frames} frames 1280x720; decode {ceilings['decode_fps']} fps, encode "
@@ -223,17 +230,21 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
         rows = []
         for model in models:
             entry: dict = {"model": model}
-            _run(clip, out, model, device, naive=True, frames=8)  # warm-up: models, dlib, codecs loaded
+
+            def run(model=model, **kwargs):
+                return _run(clip, out, model, device, encode=encode, **kwargs)
+
+            run(naive=True, frames=8)  # warm-up: models, dlib, codecs loaded
             # the naive loop's first run keeps its frames as the reference; after it the modes
             # alternate, so a slow spell of the machine hits both alike, and every later run
             # compares its frames with the reference (the same cost in both modes)
-            first, kept = _run(clip, out, model, device, naive=True, keep=frames)
+            first, kept = run(naive=True, keep=frames)
             reference = kept.kept
             naives, pipes = [], []
             for i in range(repeat):
                 if i:
-                    naives.append(_run(clip, out, model, device, naive=True, reference=reference))
-                pipes.append(_run(clip, out, model, device, naive=False, reference=reference))
+                    naives.append(run(naive=True, reference=reference))
+                pipes.append(run(naive=False, reference=reference))
             naive, checked = _fastest(naives + [(first, _Frames())]) if naives else (first, _Frames())
             piped, seen = _fastest(pipes)
             progress(f"{model}: naive {naive['fps']} fps, pipelined {piped['fps']} fps")
@@ -241,13 +252,13 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
                          max_diff_levels=seen.max_diff, identical=seen.max_diff == 0 and seen.n == len(reference),
                          naive_repeatable=checked.max_diff == 0)
             if dev.type == "cpu":  # the work itself: the naive loop with torch on one thread
-                work = min(_run(clip, out, model, device, naive=True, threads=1)[0]["cpu_s"] for _ in range(repeat))
+                work = min(run(naive=True, threads=1)[0]["cpu_s"] for _ in range(repeat))
                 entry["work_cpu_s"] = work
                 entry["overlap_bound"] = round(naive["wall_s"] / (work / cpu_count()), 3)
                 progress(f"{model}: the work is {work} CPU seconds; perfectly overlapped on "
                          f"{cpu_count()} cores it would run x{entry['overlap_bound']} the naive loop")
             if bf16:
-                low, seen = _run(clip, out, model, device, naive=False, dtype="bfloat16", reference=reference)
+                low, seen = run(naive=False, dtype="bfloat16", reference=reference)
                 entry["bfloat16"] = low
                 entry["bf16_psnr_db"] = round(seen.psnr(), 2)
                 progress(f"{model}: pipelined bfloat16 {low['fps']} fps, {entry['bf16_psnr_db']} dB against float32")
@@ -269,14 +280,15 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             rows.append(entry)
     return {"benchmark": "speed", "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda"
             else None, "cpus": cpu_count(), "machine": platform.machine(), "torch": torch.__version__,
-            "frames": frames, "size": "1280x720", "edit": EDIT, "every": 5, "repeat": repeat, "ceilings": ceilings,
-            "models": rows}
+            "frames": frames, "size": "1280x720", "edit": EDIT, "every": 5, "repeat": repeat,
+            "encoder": encoder, "ceilings": ceilings, "models": rows}
 
 
 def table(report: dict) -> str:
     """The report as a text table."""
     lines = [f"device {report['device']}{' (' + report['gpu'] + ')' if report['gpu'] else ''}, "
-             f"{report['cpus']} CPUs, {report['frames']} frames {report['size']}, detect every {report['every']}",
+             f"{report['cpus']} CPUs, {report['frames']} frames {report['size']}, detect every {report['every']}, "
+             f"encoder {' '.join(f'{k} {v}' for k, v in report['encoder'].items())}",
              f"ceilings: decode {report['ceilings']['decode_fps']} fps, encode {report['ceilings']['encode_fps']} "
              f"fps, bf16 matmul {report['ceilings']['bf16_matmul_tflops']} TFLOP/s", ""]
     head = f"{'model':<16}{'run (batches*)':<20}{'fps':>8}{'GPU busy':>10}  busy seconds per stage"
