@@ -27,7 +27,8 @@ Each run also records its own CPU seconds, so the pipelined run's overhead shows
 The ceilings: the arithmetic floor is the FLOPs per frame of the encoder and the synthesis from
 layer 5 (with the Eq. 1 correction), counted by torch, over the measured bf16 matmul rate of the
 device; decoding and encoding ceilings are the clip decoded to RGB alone and RGB frames encoded
-alone. The lowest of the three binds.
+alone, with the encoder settings every run uses (``edit``'s defaults unless ``encode`` says
+otherwise; the report names them). The lowest of the three binds.
 """
 
 from __future__ import annotations
