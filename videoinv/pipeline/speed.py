@@ -7,8 +7,10 @@ one frame per batch (model batch 1, decoding and detection in that thread, no ov
 encoding overlapped, the encoder batched, generator blocks in parallel on the CPU or batched
 on a GPU, detection in a worker process where there are cores to spare). Both edit every face with the same SeFa
 direction, detect every 5 frames and keep every frame; the pipelined frames are compared with
-the naive ones as they come. Each mode runs ``repeat`` times after a short warm-up run (models,
-dlib and codecs loaded) and its fastest run counts; the two modes take turns, so a slow spell
+the naive ones as they come. Each mode runs ``repeat`` times after a short warm-up run of its own
+(models, dlib and codecs loaded, the convolutions of its batch shapes compiled by oneDNN, the
+memory it needs at its peak faulted in: a cold pipelined run takes a third more CPU time) and
+its fastest run counts; the two modes take turns, so a slow spell
 of the machine hits both alike. Reported per run: frames/s end to end, busy
 seconds per stage (decode and encode included), and on CUDA the GPU's busy share from CUDA
 events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
@@ -235,7 +237,10 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             def run(model=model, **kwargs):
                 return _run(clip, out, model, device, encode=encode, **kwargs)
 
-            run(naive=True, frames=8)  # warm-up: models, dlib, codecs loaded
+            # warm-ups: a short run of each mode, the pipelined one long enough for every shape
+            # of batch a full run has (whole blocks of 8 and the shorter last one)
+            run(naive=True, frames=8)
+            run(naive=False, frames=min(frames, 16 + frames % 8))
             # the naive loop's first run keeps its frames as the reference; after it the modes
             # alternate, so a slow spell of the machine hits both alike, and every later run
             # compares its frames with the reference (the same cost in both modes)
