@@ -304,6 +304,13 @@ def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
     assert "preset veryfast" in table
     assert entry["naive"]["frames"] == entry["pipelined"]["frames"] == 12
     assert entry["speedup"] == pytest.approx(entry["pipelined"]["fps"] / entry["naive"]["fps"], rel=1e-2)
+    # turn by turn: each pipelined run against the naive run just before it (the naive list
+    # holds the later runs first and the first run last)
+    naive_runs, piped_runs = entry["naive"]["fps_all"], entry["pipelined"]["fps_all"]
+    in_order = naive_runs[-1:] + naive_runs[:-1]
+    assert entry["speedup_per_turn"] == pytest.approx([p / n for n, p in zip(in_order, piped_runs)], rel=1e-2)
+    assert len(entry["speedup_per_turn"]) == 2
+    assert min(entry["speedup_per_turn"]) <= entry["speedup_median"] <= max(entry["speedup_per_turn"])
     assert entry["max_diff_levels"] <= 1 and entry["bf16_psnr_db"] > 30
     assert entry["naive_repeatable"]  # its later runs gave the first run's frames exactly
     # the naive loop cannot beat its own work spread perfectly over the cores
