@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from io_throughput import encode_rgb, make_clip, timed  # noqa: E402
 
 from videoinv import samples  # noqa: E402
+from videoinv.metrics import image  # noqa: E402
 from videoinv.video.reader import Reader  # noqa: E402
 from videoinv.video.writer import DEFAULT_PRESET, EncodeOptions  # noqa: E402
 
@@ -47,16 +48,14 @@ def decoded(clip: Path):
 
 
 def fidelity(out: Path, frames: list[np.ndarray]) -> float:
-    """PSNR (dB, 0..255) of the decoded output against the RGB frames it was encoded from."""
-    squared, n = 0.0, 0
+    """PSNR (dB) of the decoded output against the RGB frames it was encoded from, from the mean
+    squared error over all frames."""
     with Reader(out) as reader:
-        for record, original in zip(reader.frames(rgb=True), frames):
-            squared += float(np.mean((record.image.astype(np.float64) - original) ** 2))
-            n += 1
-    if n != len(frames):
-        raise RuntimeError(f"{out} has {n} frames, {len(frames)} were encoded")
-    mse = squared / n
-    return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+        errors = [image.mse(record.image, original) for record, original in zip(reader.frames(rgb=True), frames)]
+    if len(errors) != len(frames):
+        raise RuntimeError(f"{out} has {len(errors)} frames, {len(frames)} were encoded")
+    mean = float(np.mean(errors))
+    return float("inf") if mean == 0 else 10 * math.log10(1 / mean)
 
 
 def main() -> int:
@@ -90,7 +89,6 @@ def main() -> int:
                              "fps": round(len(records) / min(times[preset]), 1),
                              "mbit_s": round(out.stat().st_size * 8 / seconds / 1e6, 2),
                              "psnr_db": round(fidelity(out, frames), 2)})
-            del records, frames
     report = {"benchmark": "encode_presets", "codec": "libx264", "crf": args.crf, "size": "1280x720",
               "seconds": args.seconds, "repeats": args.repeats, "default_preset": DEFAULT_PRESET["libx264"],
               "cpus": os.cpu_count(), "machine": platform.machine(), "pyav": av.__version__, "rows": rows}
