@@ -98,6 +98,32 @@ def test_a_detection_worker_starts_without_torch():
     assert json.loads(done.stdout.decode().strip().splitlines()[-1]) is False
 
 
+def test_every_thread_shares_the_one_arena_that_keeps_freed_memory(tmp_path):
+    """Threads allocating before the allocator is set get an arena of their own, which returns
+    memory to the system and faults it in again (10-15% of a pipelined run's CPU time). Importing
+    videoinv sets it, so x264's threads writing a clip and then a pipelined edit all share one;
+    imported after a thread has allocated, it is too late (which the count must show)."""
+    import subprocess
+    import sys
+
+    edit = (f"from videoinv import samples, edit_video, EditOptions; "
+            f"samples.write_clip(r'{tmp_path / 'in.mp4'}', samples.moving_face(320, 240), 10, audio=False); "
+            f"edit_video(r'{tmp_path / 'in.mp4'}', r'{tmp_path / 'out.mp4'}', options=EditOptions("
+            f"edits=['sefa0=1'], model='{MODEL}', device='cpu'), threaded=True); ")
+    count = "from videoinv.pipeline.allocator import arena_count; print(arena_count())"
+    early = "import videoinv; " + edit + count
+    late = ("import threading; t = threading.Thread(target=lambda: [bytearray(4096) for _ in range(64)]); "
+            "t.start(); t.join(); " + count)
+
+    def arenas(code):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        return int(done.stdout.decode().split()[-1])
+
+    assert arenas(early) == 1
+    assert arenas(late) == 2
+
+
 def test_detection_ahead_gives_the_detectors_own_answers():
     image = samples.face_image()
     frame = cv2.copyMakeBorder(image, 100, 100, 300, 300, cv2.BORDER_REFLECT)
@@ -318,7 +344,7 @@ def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
     assert entry["binding"] in ("compute", "decode", "encode")
     assert entry["flops_per_frame"]["total"] > entry["flops_per_frame"]["synthesis"] > 0
     assert set(entry["conv_ms_per_face"]["batch 1"]) == {"grouped", "shared"}
-    assert "pipelined / naive" in table and "binding" in table
+    assert "pipelined / naive" in table and "binding" in table and "page faults" in table
 
 
 @pytest.mark.slow

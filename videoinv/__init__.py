@@ -10,7 +10,12 @@ Python API (the CLI's commands as functions)::
 
 from __future__ import annotations
 
+from .pipeline import allocator as _allocator
+
 __version__ = "0.1.0"
+
+# before any thread allocates: one malloc arena that keeps freed blocks (see pipeline.allocator)
+_allocator.keep_freed_memory()
 
 _API = {
     "edit_video": "videoinv.pipeline.jobs",

@@ -173,9 +173,6 @@ def require_all(names, what: str) -> None:
 def load_models(spec: str, device: str = "auto") -> Models:
     """The generator/encoder pair for ``spec``, loaded once per process and device. Missing
     weight files raise before anything else happens (with how to get them)."""
-    from .tuning import keep_freed_memory
-
-    keep_freed_memory()  # before any pipeline thread exists (see there)
     dev = pick_device(device)
     key = (spec, str(dev))
     if key not in _LOADED:

@@ -97,33 +97,6 @@ def is_light(G) -> bool:
     return synthesis_gflop(G) < LIGHT_GFLOP
 
 
-_ALLOCATOR_TUNED = False
-
-
-def keep_freed_memory() -> None:
-    """Let glibc keep freed blocks for reuse instead of returning every large one to the system:
-    torch's CPU tensors of a few MB are allocated and freed per layer, and by default each one is
-    a fresh mmap whose pages fault in again (a third of the CPU time went to the kernel at 720p
-    with random:256:32; with this the same run is 15-25% faster, and 1024 synthesis 2x faster).
-    Threads created afterwards share the main arena: a thread's own arena cannot hold blocks
-    over 64 MB and maps each afresh, which made synthesis on a stage thread 2-4x slower than on
-    the main thread. Call before starting threads; once per process, glibc only."""
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return
-    _ALLOCATOR_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-        libc.mallopt(m_mmap_threshold, 1 << 30)
-        libc.mallopt(m_trim_threshold, 1 << 30)
-        libc.mallopt(m_arena_max, 1)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 COMPILE_MODES = {"off": None, "on": "default", "graphs": "reduce-overhead"}
 
 

@@ -174,10 +174,11 @@ def _fastest(runs: list) -> tuple[dict, "_Frames"]:
     return best
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process so far, every thread (user + system)."""
+def _usage() -> tuple[float, int]:
+    """CPU time of this process so far, every thread (user + system), and its minor page faults
+    (memory touched for the first time, or again after it went back to the system)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_minflt
 
 
 def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str = "float32",
@@ -193,14 +194,16 @@ def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str
         options = EditOptions(edits=[EDIT], model=model, device=device, dtype=dtype)
     seen = _Frames(reference, keep)
     GPU_CLOCK.reset()
-    cpu, t = _cpu_seconds(), time.perf_counter()
+    (cpu, faults), t = _usage(), time.perf_counter()
     summary = edit_video(clip, out, options=options, encode=encode, overwrite=True, threaded=not naive,
                          threads=threads, end=f"{frames}f" if frames else None, batch_size=1 if naive else 8,
                          on_frame=seen)
-    wall, cpu = time.perf_counter() - t, _cpu_seconds() - cpu
+    wall = time.perf_counter() - t
+    cpu, faults = (b - a for a, b in zip((cpu, faults), _usage()))
     gpu = GPU_CLOCK.busy_seconds()
     row = {"mode": "naive" if naive else "pipelined", "dtype": dtype, "frames": summary["frames"],
            "wall_s": round(wall, 3), "fps": round(summary["frames"] / wall, 3), "cpu_s": round(cpu, 3),
+           "page_faults": faults,
            "encoder_batch": options.encoder_batch(), "synthesis_group": options.synthesis_group(),
            "model_batch": options.model_batch(),
            "detect_workers": options.detect_workers(), "encoder": summary["encoder"],
@@ -218,6 +221,7 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
 
     from .. import samples
     from ..models.tuning import cpu_count, time_conv_modes
+    from .allocator import arena_count
     from ..video.writer import EncodeOptions
 
     encode = encode or EncodeOptions()  # the runs and the encoding ceiling share it
@@ -292,7 +296,7 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
     return {"benchmark": "speed", "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda"
             else None, "cpus": cpu_count(), "machine": platform.machine(), "torch": torch.__version__,
             "frames": frames, "size": "1280x720", "edit": EDIT, "every": 5, "repeat": repeat,
-            "encoder": encoder, "ceilings": ceilings, "models": rows}
+            "encoder": encoder, "ceilings": ceilings, "malloc_arenas": arena_count(), "models": rows}
 
 
 def table(report: dict) -> str:
@@ -323,6 +327,8 @@ def table(report: dict) -> str:
             lines.append(f"{'':<16}the work: {entry['work_cpu_s']:.1f} CPU s (pipelined used "
                          f"{entry['pipelined']['cpu_s']:.1f}); the naive loop's work perfectly overlapped on "
                          f"{report['cpus']} cores: x{entry['overlap_bound']:.2f} the naive loop")
+            lines.append(f"{'':<16}page faults: naive {entry['naive']['page_faults']}, pipelined "
+                         f"{entry['pipelined']['page_faults']}")
         lines.append(f"{'':<16}compute ceiling {entry['compute_ceiling_fps']} fps "
                      f"({entry['flops_per_frame']['total'] / 1e9:.1f} GFLOP/frame); binding: {entry['binding']}; "
                      f"pipelined reaches {entry['of_binding_ceiling']:.0%} of it")
@@ -330,4 +336,7 @@ def table(report: dict) -> str:
                          for b, v in entry["conv_ms_per_face"].items())
         lines.append(f"{'':<16}modulated conv per face, {conv}")
     lines.append("* batches: encoder / generator layers before k with the Eq. 1 correction / generator from k on")
+    if (report.get("malloc_arenas") or 1) > 1:
+        lines.append(f"! {report['malloc_arenas']} malloc arenas: threads allocated before videoinv was imported, so "
+                     "freed memory goes back to the system and faults in again (import videoinv first)")
     return "\n".join(lines)
