@@ -803,13 +803,15 @@ def bench_compare(a, b, size, identity, as_json, quiet):
 @click.option("--frames", type=click.IntRange(8), default=None,
               help="frames of the generated 1280x720 clip [default: 120 on CUDA, 60 on the CPU]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--repeat", type=click.IntRange(1), default=2, show_default=True,
+              help="runs of each mode, taking turns (each turn's ratio is reported, and their median)")
 @click.option("--no-bf16", is_flag=True, help="skip the bfloat16 run (its PSNR against float32)")
 @_quality_options
 @click.option("-o", "--output", "out", default=None, type=click.Path(path_type=str),
               help="write the report as JSON here too")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON instead of a table")
 @_common
-def bench_speed(models, frames, device, no_bf16, crf, preset, out, as_json, quiet):
+def bench_speed(models, frames, device, repeat, no_bf16, crf, preset, out, as_json, quiet):
     """Pipelined edit vs a naive per-frame loop on a generated 720p clip, with the ceilings.
 
     For each model: frames/s of both, busy seconds per stage, GPU busy share (CUDA events), their
@@ -824,7 +826,7 @@ def bench_speed(models, frames, device, no_bf16, crf, preset, out, as_json, quie
     models = models or ("random:256,random:1024" if cuda else "random:256:32,random:256,random:1024")
     frames = frames or (120 if cuda else 60)
     report = measure([m.strip() for m in models.split(",") if m.strip()], frames=frames, device=device,
-                     bf16=not no_bf16, progress=(lambda text: None) if quiet or as_json else log.info,
+                     bf16=not no_bf16, repeat=repeat, progress=(lambda text: None) if quiet or as_json else log.info,
                      encode=EncodeOptions(crf=crf, preset=preset))
     if out:
         from .files import atomic_output

@@ -16,6 +16,7 @@ from ..errors import ChainError
 from ..faces.smooth import TrackSignals
 from ..faces.warp import crop_tensor
 from ..models.ops import conv_mode
+from ..models.traced import TracedEncoder, TracedGenerator
 from ..models.tuning import COMPILE_MODES, CompiledGenerator, choose_conv_mode, compiled_encoder, pad_batch
 from ..pipeline.batching import AdaptiveBatch
 from ..pipeline.stage import Param, Stage
@@ -32,6 +33,8 @@ def model_spec(text: str) -> str:
 
 
 MODEL_HELP = "fse, random:<size>[:<channels>] (quoted in a chain) or GENERATOR+ENCODER"
+TRACE_HELP = ("on the CPU, run each model call as a recorded TorchScript trace, which holds Python's lock "
+              "only once per call instead of once per operator (the same results; models.traced)")
 
 
 def _models(spec: str, device: str):
@@ -170,11 +173,15 @@ class Invert(Stage):
         Param("parallel", int, 1, "blocks encoded at once on separate threads"),
         Param("compile", str, "off", "torch.compile the encoder (graphs: with CUDA graphs), batches padded "
               "to a fixed size", choices=tuple(COMPILE_MODES)),
+        Param("trace", str, "on", TRACE_HELP, choices=("on", "off")),
     )
 
-    def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype, parallel, compile):
+    def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype, parallel, compile, trace):
         self.models = _models(model, device)
-        self.encoder = self.models.E if compile == "off" else compiled_encoder(self.models.E, compile)
+        if compile != "off":
+            self.encoder = compiled_encoder(self.models.E, compile)
+        else:
+            self.encoder = TracedEncoder(self.models.E) if trace == "on" else self.models.E
         self.fixed = batch if compile != "off" else None
         self.blocks = FrameBlocks(batch)
         self.dtype = dtype
@@ -315,15 +322,19 @@ class Synthesize(Stage):
         Param("parallel", int, 1, "blocks rendered at once on separate threads"),
         Param("compile", str, "off", "torch.compile the synthesis (graphs: with CUDA graphs), batches padded "
               "to a fixed size", choices=tuple(COMPILE_MODES)),
+        Param("trace", str, "on", TRACE_HELP, choices=("on", "off")),
     )
 
-    def __init__(self, model, device, seed, k, batch, group, dtype, conv, parallel, compile):
+    def __init__(self, model, device, seed, k, batch, group, dtype, conv, parallel, compile, trace):
         self.batch = max(1, batch)
         self.group = group or self.batch
         if self.group % self.batch:
             raise ChainError(f"synthesize: group={group} must be a multiple of batch={batch}")
         self.models = _models(model, device)
-        self.G = self.models.G if compile == "off" else CompiledGenerator(self.models.G, compile)
+        if compile != "off":
+            self.G = CompiledGenerator(self.models.G, compile)
+        else:
+            self.G = TracedGenerator(self.models.G) if trace == "on" else self.models.G
         self.fixed = compile != "off"  # compiled code (and CUDA graphs) keep one batch shape per part
         self.seed, self.k = seed, k
         self.blocks = FrameBlocks(self.group)

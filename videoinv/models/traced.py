@@ -1,0 +1,163 @@
+"""Model calls recorded once with ``torch.jit.trace`` and replayed by TorchScript's interpreter.
+
+The point is Python's GIL. An eager model call takes and releases the GIL around each of its
+hundreds of operators, and a thread that wants it back waits until the thread holding it lets
+go, up to the 5 ms switch interval. In a pipelined run other stages hold it often (dlib detects
+and fits landmarks with it held, blending and colour conversion run Python between their array
+calls), so the models stall: one thread of random:256:32 synthesis took 31 ms per face alone and
+1.7 s beside a busy Python thread; random:256 914 ms and 2.6 s. A replayed trace runs the whole
+call in C++ with the GIL released: 37 ms and 946 ms beside the same thread, and 9% faster alone
+for the light model (no Python between the operators).
+
+A trace holds one path through the code: it is made per input signature (shapes, strides,
+dtypes, the modulated conv's form) and only where that path is fixed by the signature
+(inference, no gradients). The replay runs the same ATen operators, so its results are the
+eager call's to the bit (tests/test_traced.py); TorchScript fuses nothing on the CPU. Under
+autocast (``--dtype bfloat16``) calls run eagerly: a trace recorded there replayed a shared-form
+modulated conv with other roundings. It is used on the CPU only: on CUDA the interpreter's fusers would change the arithmetic, and the
+operators there are asynchronous anyway (CUDA graphs, ``--compile graphs``, remove the launch
+overhead instead). ``torch.jit.trace`` is deprecated in favour of ``torch.compile``; where it
+fails or is gone, the call runs eagerly (logged once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+import weakref
+from collections import OrderedDict
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .ops import CONV_MODE
+
+log = logging.getLogger(__name__)
+
+SIGNATURES = 32  # traces kept per call (the least recently used go first)
+
+
+def _signature(tensors: Sequence[torch.Tensor]) -> tuple:
+    return tuple((tuple(t.shape), t.stride(), t.dtype, t.device) for t in tensors)
+
+
+def _state() -> tuple:
+    """What else fixes the path a call takes: the modulated conv's form."""
+    return (CONV_MODE.get(),)
+
+
+class Replays:
+    """Traces of one model call, one per signature, made on first use (under a lock, so two
+    threads asking for the same signature trace it once). ``module_for(key)`` gives the module
+    whose forward takes the call's tensors."""
+
+    def __init__(self, name: str, module_for: Callable[[tuple], nn.Module], limit: int = SIGNATURES):
+        self.name, self.module_for, self.limit = name, module_for, limit
+        self.traces: OrderedDict[tuple, object] = OrderedDict()
+        self.lock = threading.Lock()
+        self.broken = False  # tracing failed once: every call runs eagerly
+
+    def __call__(self, key: tuple, tensors: Sequence[torch.Tensor], eager: Callable[[], object]):
+        if self.broken:
+            return eager()
+        with self.lock:
+            trace = self.traces.get(key)
+            if trace is None:
+                trace = self._trace(key, tensors)
+                if trace is None:
+                    return eager()
+                self.traces[key] = trace
+                while len(self.traces) > self.limit:
+                    self.traces.popitem(last=False)
+            else:
+                self.traces.move_to_end(key)
+        return trace(*tensors)
+
+    def _trace(self, key: tuple, tensors: Sequence[torch.Tensor]):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the deprecation notice, and tracing's own advice
+                return torch.jit.trace(self.module_for(key), tuple(tensors), check_trace=False)
+        except Exception as err:  # noqa: BLE001 - any failure but memory: run eagerly, as before
+            from ..pipeline.batching import is_out_of_memory
+
+            if is_out_of_memory(err):  # the batch is too large, not the call untraceable: the
+                raise  # caller halves it (pipeline.batching) and a smaller one is traced
+            self.broken = True
+            log.warning("%s: cannot record the model call with torch.jit.trace (%s); running it eagerly",
+                         self.name, err)
+            return None
+
+
+_REPLAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_REPLAYS_LOCK = threading.Lock()
+
+
+def replays_of(model: nn.Module, name: str, module_for: Callable[[tuple], nn.Module]) -> Replays:
+    """The traces of ``model``'s call, kept with the model (a run builds new stages; the models
+    and their traces stay loaded for the next)."""
+    with _REPLAYS_LOCK:
+        if model not in _REPLAYS:
+            _REPLAYS[model] = Replays(name, module_for)
+        return _REPLAYS[model]
+
+
+def _usable(tensors: Sequence[torch.Tensor]) -> bool:
+    """Inference on the CPU in float32: a call whose path its signature fixes."""
+    return (not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and all(t.device.type == "cpu" for t in tensors))
+
+
+class _Layers(nn.Module):
+    """``G._layers(w, noise, start, stop, out, skip)`` with its tensors as positional inputs."""
+
+    def __init__(self, G, start: int, stop: int, carried: bool):
+        super().__init__()
+        self.G, self.start, self.stop, self.carried = G, start, stop, carried
+
+    def forward(self, w, *rest):
+        out, skip, noise = (rest[0], rest[1], rest[2:]) if self.carried else (None, None, rest)
+        return self.G._layers(w, [None] * self.start + list(noise), self.start, self.stop, out, skip)
+
+
+class TracedGenerator:
+    """A generator whose layers run as replayed traces on the CPU (see the module docstring);
+    every other attribute is the generator's own, and calls a trace cannot take (gradients,
+    autocast, no ToRGBs, CUDA tensors) run eagerly."""
+
+    def __init__(self, G):
+        from .stylegan2 import StyleGAN2Generator
+
+        self.G = G
+        self.replays = replays_of(G, "synthesize", lambda key: _Layers(G, key[0], key[1], key[2]))
+        for name in ("synthesize", "synthesize_from", "edit_head", "features_at"):
+            setattr(self, name, getattr(StyleGAN2Generator, name).__get__(self))
+
+    def __getattr__(self, name):
+        return getattr(self.G, name)
+
+    def _layers(self, w: torch.Tensor, noise: Sequence[torch.Tensor], start: int, stop: int,
+                out: torch.Tensor | None = None, skip: torch.Tensor | None = None, rgb: bool = True):
+        carried = out is not None and skip is not None
+        if carried != (start > 0) or not rgb:
+            return self.G._layers(w, noise, start, stop, out, skip, rgb)
+        tensors = [w] + ([out, skip] if carried else []) + list(noise[start:stop])
+        if not _usable(tensors):
+            return self.G._layers(w, noise, start, stop, out, skip, rgb)
+        key = (start, stop, carried, _state(), _signature(tensors))
+        return self.replays(key, tensors, lambda: self.G._layers(w, noise, start, stop, out, skip, rgb))
+
+
+class TracedEncoder:
+    """``E(x)`` as a replayed trace on the CPU (eagerly where a trace cannot take the call)."""
+
+    def __init__(self, E):
+        self.E = E
+        self.replays = replays_of(E, "invert", lambda key: E)
+
+    def __call__(self, x: torch.Tensor):
+        if not _usable([x]):
+            return self.E(x)
+        return self.replays((_state(), _signature([x])), [x], lambda: self.E(x))
