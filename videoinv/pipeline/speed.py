@@ -7,10 +7,11 @@ one frame per batch (model batch 1, decoding and detection in that thread, no ov
 encoding overlapped, the encoder batched, generator blocks in parallel on the CPU or batched
 on a GPU, detection in a worker process where there are cores to spare). Both edit every face with the same SeFa
 direction, detect every 5 frames and keep every frame; the pipelined frames are compared with
-the naive ones as they come. Each mode runs ``repeat`` times after a short warm-up run of its own
-(models, dlib and codecs loaded, the convolutions of its batch shapes compiled by oneDNN, the
-memory it needs at its peak faulted in: a cold pipelined run took up to a third more CPU time)
-and its fastest run counts; the two modes take turns, so a slow spell of the machine hits both
+the naive ones as they come. Each mode runs ``repeat`` times after a warm-up run of its own
+(models, dlib and codecs loaded, model calls traced, the convolutions of its batch shapes
+compiled by oneDNN, the memory it needs at its peak faulted in: a cold pipelined run took up to
+a third more CPU time; the pipelined warm-up is a full run, the naive loop's a short one) and
+its fastest run counts; the two modes take turns, so a slow spell of the machine hits both
 alike, and each turn's ratio is reported too (the fastest of each favours the mode whose speed
 varies more). Reported per run: frames/s end to end, busy
 seconds per stage (decode and encode included), and on CUDA the GPU's busy share from CUDA
@@ -139,18 +140,20 @@ def encode_ceiling(clip: Path, out: Path, encode=None) -> tuple[float, dict]:
 class _Frames:
     """Compares a run's frames with a reference as they come, holding none of them (holding
     every frame would make each new one a fresh allocation and slow the run being measured);
-    with ``keep`` it copies them into one preallocated array instead, to be the reference."""
+    with ``keep`` (the frames' shape, [n,H,W,3]) it copies them into one array instead, to be the
+    reference; the array is allocated and its pages touched here, before the run is timed (at
+    720p, 60 frames fault in 40k pages: a third of a second on our machines)."""
 
-    def __init__(self, reference: np.ndarray | None = None, keep: int = 0):
+    def __init__(self, reference: np.ndarray | None = None, keep: tuple | None = None):
         self.reference, self.kept, self.n = reference, None, 0
-        self.keep = keep
+        if keep:
+            self.kept = np.empty(keep, np.uint8)
+            self.kept.fill(0)
         self.max_diff, self.squared = 0, 0.0
 
     def __call__(self, record) -> None:
         image = record.image
-        if self.keep:
-            if self.kept is None:
-                self.kept = np.empty((self.keep, *image.shape), np.uint8)
+        if self.kept is not None:
             self.kept[self.n] = image
         if self.reference is not None and self.n < len(self.reference):
             import cv2  # SIMD, releases the GIL: the comparison barely loads the run it watches
@@ -182,7 +185,7 @@ def _usage() -> tuple[float, int]:
 
 
 def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str = "float32",
-         frames: int | None = None, reference: np.ndarray | None = None, keep: int = 0,
+         frames: int | None = None, reference: np.ndarray | None = None, keep: tuple | None = None,
          threads: int | None = None, encode=None):
     from ..edit.recipe import EditOptions
     from .jobs import edit_video
@@ -228,7 +231,8 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
     dev = _device(device)
     with tempfile.TemporaryDirectory(prefix="videoinv-speed-", dir=workdir) as tmp:
         clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.mp4"
-        samples.write_clip(clip, samples.moving_face(), frames, audio=True)
+        scene = samples.moving_face()
+        samples.write_clip(clip, scene, frames, audio=True)
         encode_fps, encoder = encode_ceiling(clip, out, encode)
         ceilings = {"decode_fps": round(decode_ceiling(clip), 2), "encode_fps": round(encode_fps, 2)}
         rate = matmul_rate(dev, "bfloat16")
@@ -242,14 +246,15 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             def run(model=model, **kwargs):
                 return _run(clip, out, model, device, encode=encode, **kwargs)
 
-            # warm-ups: a short run of each mode, the pipelined one long enough for every shape
-            # of batch a full run has (whole blocks of 8 and the shorter last one)
+            # warm-ups: a short run of the naive loop, a full one of the pipelined run (every
+            # shape of batch a full run has, and the most memory it holds at once: a shorter
+            # warm-up left later runs faulting in up to 30k pages of new heap, 10% of their CPU)
             run(naive=True, frames=8)
-            run(naive=False, frames=min(frames, 16 + frames % 8))
+            run(naive=False)
             # the naive loop's first run keeps its frames as the reference; after it the modes
             # alternate, so a slow spell of the machine hits both alike, and every later run
             # compares its frames with the reference (the same cost in both modes)
-            first, kept = run(naive=True, keep=frames)
+            first, kept = run(naive=True, keep=(frames, scene.height, scene.width, 3))
             reference = kept.kept
             naives, pipes = [], []
             for i in range(repeat):
