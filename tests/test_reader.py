@@ -99,3 +99,32 @@ def test_a_reader_can_be_iterated_twice(clips):
         first = [f.pts for f in r]
         second = [f.pts for f in r]
     assert first == second and len(first) == 5
+
+
+def _threads_started() -> int:
+    """Threads and processes started on this machine since boot (the kernel's count)."""
+    with open("/proc/stat") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("processes "))
+
+
+def test_converting_frames_starts_no_threads_per_frame(clips, tmp_path):
+    """swscale set up afresh for every frame (a frame's own ``reformat``) started and joined two
+    threads per frame with FFmpeg 8, both for decoded YUV -> RGB and for RGB -> YUV to encode."""
+    from videoinv.video.writer import Writer
+
+    with Reader(clips.bt709) as reader:
+        info = reader.info
+        before = _threads_started()
+        frames = [record.load() for record in reader.frames(rgb=True)]
+        reading = _threads_started() - before
+    for record in frames:
+        record.image = record.image.copy()  # changed: every frame goes RGB -> YUV -> encoder
+    before = _threads_started()
+    with Writer(tmp_path / "out.mp4", info.width, info.height, info.time_base, info.fps, None, info, None,
+                inputs=[clips.bt709]) as writer:
+        for record in frames:
+            writer.write(record)
+    writing = _threads_started() - before
+    assert len(frames) == 60
+    # the codecs' own threads, started once (and a little slack for the rest of the machine)
+    assert reading < 20 and writing < 20, (reading, writing)

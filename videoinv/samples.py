@@ -190,9 +190,10 @@ def write_clip(path: str | os.PathLike, scene: FaceScene, frames: int, lossless:
         cc.thread_type = "AUTO"
         vs.options = {"qp": "0", "preset": "ultrafast"} if lossless else {"crf": str(crf), "preset": "veryfast"}
         tone = _Tone(out, out.add_stream("aac", rate=48000, layout="mono")) if audio else None
+        converter = av.video.reformatter.VideoReformatter()  # kept: a frame's own starts threads each time
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(scene.frame(i), format="rgb24").reformat(
-                format=vs.pix_fmt, dst_colorspace=1, src_color_range=2, dst_color_range=1)
+            frame = converter.reformat(av.VideoFrame.from_ndarray(scene.frame(i), format="rgb24"),
+                                       format=vs.pix_fmt, dst_colorspace=1, src_color_range=2, dst_color_range=1)
             frame.pts = i
             frame.time_base = 1 / fps
             for packet in vs.encode(frame):

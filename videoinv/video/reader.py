@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import threading
 from fractions import Fraction
 from typing import Iterator
 
@@ -57,6 +58,9 @@ class Reader:
         self._t0 = round(self.info.start_time / self._tb) if self.info.start_time else 0
         self._step = 1 / (self.info.fps * self._tb)  # frame interval in ticks (CFR)
         colour = self.info.colour
+        # converters kept across frames: a frame's own (``frame.reformat``) sets up swscale
+        # afresh each time, and FFmpeg 8 then starts and joins two threads per frame
+        self._converters = threading.local()
         if colour.is_hdr:
             log.warning("%s is HDR (%s); it is converted to 8-bit RGB without tone mapping",
                         self.path, colour.describe())
@@ -140,7 +144,10 @@ class Reader:
 
     def to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
         """``[H,W,3]`` uint8 RGB of a decoded frame, with the stream's colour rule and rotation."""
-        rgb = frame.reformat(format="rgb24", **self._convert).to_ndarray()
+        converter = getattr(self._converters, "sws", None)
+        if converter is None:  # one per thread that converts (a converter is not thread-safe)
+            converter = self._converters.sws = av.video.reformatter.VideoReformatter()
+        rgb = converter.reformat(frame, format="rgb24", **self._convert).to_ndarray()
         return apply_orientation(rgb, self.info.orientation)
 
     # -- internals ------------------------------------------------------------------------------

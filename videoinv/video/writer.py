@@ -205,6 +205,11 @@ class Writer:
             raise OutputError(f"cannot start encoding {self.path} with {self.options.codec} "
                               f"({pix_fmt}, {options}): {err.strerror}; {hint}"
                               "try another --codec, --pix-fmt or output extension") from None
+        # one converter for the whole stream: a frame's own (``frame.reformat``) sets up swscale
+        # afresh for every frame, and for RGB -> YUV FFmpeg 8 then starts and joins two threads
+        # each time (a third of all threads a pipelined run created, each faulting its stack in)
+        self._reformatter = av.video.reformatter.VideoReformatter()
+        self._source_converter = av.video.reformatter.VideoReformatter()  # decoded frames to pix_fmt
         self._convert = {} if self.colour.matrix == "rgb" else dict(
             dst_colorspace=self.colour.sws_matrix, src_color_range=2,
             dst_color_range=self.colour.range_tag,
@@ -247,15 +252,16 @@ class Writer:
             raise OutputError(f"frame {record.index} is {image.shape[1]}x{image.shape[0]} {image.dtype}, "
                               f"the writer expects {self.src_size[0]}x{self.src_size[1]} uint8")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(image)), format="rgb24")
-        return frame.reformat(format=self.stream.pix_fmt, **self._convert)
+        return self._reformatter.reformat(frame, format=self.stream.pix_fmt, **self._convert)
 
     def _from_source(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The decoded picture itself, in the output's pixel format (no RGB round trip)."""
         if frame.format.name != self.stream.pix_fmt:
             rng = self.colour.range_tag
-            frame = frame.reformat(format=self.stream.pix_fmt, src_colorspace=self.colour.sws_matrix,
-                                   dst_colorspace=self.colour.sws_matrix, src_color_range=rng,
-                                   dst_color_range=rng)
+            frame = self._source_converter.reformat(frame, format=self.stream.pix_fmt,
+                                                    src_colorspace=self.colour.sws_matrix,
+                                                    dst_colorspace=self.colour.sws_matrix, src_color_range=rng,
+                                                    dst_color_range=rng)
         frame.pict_type = av.video.frame.PictureType.NONE  # libx264 would copy the source's GOP
         self.frames_passed_through += 1
         return frame
