@@ -10,8 +10,8 @@ direction, detect every 5 frames and keep every frame; the pipelined frames are 
 the naive ones as they come. Each mode runs ``repeat`` times after a warm-up run of its own
 (models, dlib and codecs loaded, model calls traced, the convolutions of its batch shapes
 compiled by oneDNN, the memory it needs at its peak faulted in: a cold pipelined run took up to
-a third more CPU time; the pipelined warm-up is a full run, the naive loop's a short one) and
-its fastest run counts; the two modes take turns, so a slow spell of the machine hits both
+a third more CPU time; the pipelined warm-up is full runs until one faults in little new
+memory, the naive loop's a short run) and its fastest run counts; the two modes take turns, so a slow spell of the machine hits both
 alike, and each turn's ratio is reported too (the fastest of each favours the mode whose speed
 varies more). Reported per run: frames/s end to end, busy
 seconds per stage (decode and encode included), and on CUDA the GPU's busy share from CUDA
@@ -51,6 +51,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 EDIT = "sefa0=3"
+SETTLED = 5000  # page faults (20 MB) under which a pipelined warm-up run counts as settled
 
 
 def _device(name: str):
@@ -246,11 +247,14 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             def run(model=model, **kwargs):
                 return _run(clip, out, model, device, encode=encode, **kwargs)
 
-            # warm-ups: a short run of the naive loop, a full one of the pipelined run (every
-            # shape of batch a full run has, and the most memory it holds at once: a shorter
-            # warm-up left later runs faulting in up to 30k pages of new heap, 10% of their CPU)
+            # warm-ups: a short run of the naive loop, full ones of the pipelined run (every
+            # shape of batch a full run has, and the memory it holds at once: its heap kept
+            # growing for two or three runs, 15k-50k pages faulted in by each, 5-10% of its CPU;
+            # so until a run faults in fewer than SETTLED pages, at most three)
             run(naive=True, frames=8)
-            run(naive=False)
+            for _ in range(3):
+                if run(naive=False)[0]["page_faults"] < SETTLED:
+                    break
             # the naive loop's first run keeps its frames as the reference; after it the modes
             # alternate, so a slow spell of the machine hits both alike, and every later run
             # compares its frames with the reference (the same cost in both modes)
