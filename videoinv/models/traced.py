@@ -14,10 +14,11 @@ dtypes, the modulated conv's form) and only where that path is fixed by the sign
 (inference, no gradients). The replay runs the same ATen operators, so its results are the
 eager call's to the bit (tests/test_traced.py); TorchScript fuses nothing on the CPU. Under
 autocast (``--dtype bfloat16``) calls run eagerly: a trace recorded there replayed a shared-form
-modulated conv with other roundings. It is used on the CPU only: on CUDA the interpreter's fusers would change the arithmetic, and the
-operators there are asynchronous anyway (CUDA graphs, ``--compile graphs``, remove the launch
-overhead instead). ``torch.jit.trace`` is deprecated in favour of ``torch.compile``; where it
-fails or is gone, the call runs eagerly (logged once).
+modulated conv with other roundings. It is used on the CPU only: on CUDA the interpreter's
+fusers would change the arithmetic, and the operators there are asynchronous anyway (CUDA
+graphs, ``--compile graphs``, remove the launch overhead instead). ``torch.jit.trace`` is
+deprecated in favour of ``torch.compile``; where it fails or is gone, the call runs eagerly
+(logged once).
 """
 
 from __future__ import annotations

@@ -58,6 +58,8 @@ def arena_count() -> int | None:
     libc.fdopen.restype = ctypes.c_void_p
     with tempfile.TemporaryFile() as f:
         stream = libc.fdopen(libc.dup(f.fileno()), b"w")
+        if not stream:
+            return None
         libc.malloc_info(0, ctypes.c_void_p(stream))
         libc.fclose(ctypes.c_void_p(stream))
         f.seek(0)

@@ -7,15 +7,15 @@ one frame per batch (model batch 1, decoding and detection in that thread, no ov
 encoding overlapped, the encoder batched, generator blocks in parallel on the CPU or batched
 on a GPU, detection in a worker process where there are cores to spare). Both edit every face with the same SeFa
 direction, detect every 5 frames and keep every frame; the pipelined frames are compared with
-the naive ones as they come. Each mode runs ``repeat`` times after a warm-up run of its own
-(models, dlib and codecs loaded, model calls traced, the convolutions of its batch shapes
-compiled by oneDNN, the memory it needs at its peak faulted in: a cold pipelined run took up to
-a third more CPU time; the pipelined warm-up is full runs until one faults in little new
-memory, the naive loop's a short run) and its fastest run counts; the two modes take turns, so a slow spell of the machine hits both
-alike, and each turn's ratio is reported too (the fastest of each favours the mode whose speed
-varies more). Reported per run: frames/s end to end, busy
-seconds per stage (decode and encode included), and on CUDA the GPU's busy share from CUDA
-events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
+the naive ones as they come. Each mode runs ``repeat`` times after warming up (models, dlib
+and codecs loaded, model calls traced, the convolutions of its batch shapes compiled by oneDNN,
+the memory it needs at its peak faulted in: a cold pipelined run took up to a third more CPU
+time; the naive loop warms up with a short run, the pipelined one with full runs until one
+faults in little new memory) and its fastest run counts; the two modes take turns, so a slow
+spell of the machine hits both alike, and each turn's ratio is reported too (the fastest of
+each favours the mode whose speed varies more). Reported per run: frames/s end to end, busy
+seconds per stage (decode and encode included), page faults, and on CUDA the GPU's busy share
+from CUDA events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
 model block; float results can differ in the last bit between thread counts and batch sizes
 (the output by a level at most). At equal thread counts and batches the two are identical
 (tests/test_throughput.py).
