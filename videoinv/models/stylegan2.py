@@ -255,3 +255,17 @@ class StyleGAN2Generator(nn.Module):
 
     def forward(self, wplus: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.synthesize(wplus, **kwargs)
+
+
+class LayersRunner:
+    """A generator whose ``_layers`` (every styled conv and ToRGB the synthesis runs) a subclass
+    replaces (compiled, traced): the synthesis methods run the generator's own code around it,
+    and every other attribute is the generator's own."""
+
+    def __init__(self, G: StyleGAN2Generator):
+        self.G = G
+        for name in ("synthesize", "synthesize_from", "edit_head", "features_at"):
+            setattr(self, name, getattr(StyleGAN2Generator, name).__get__(self))
+
+    def __getattr__(self, name):
+        return getattr(self.G, name)

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .ops import CONV_MODE
+from .stylegan2 import LayersRunner
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +124,14 @@ class _Layers(nn.Module):
         return self.G._layers(w, [None] * self.start + list(noise), self.start, self.stop, out, skip)
 
 
-class TracedGenerator:
+class TracedGenerator(LayersRunner):
     """A generator whose layers run as replayed traces on the CPU (see the module docstring);
     every other attribute is the generator's own, and calls a trace cannot take (gradients,
     autocast, no ToRGBs, CUDA tensors) run eagerly."""
 
     def __init__(self, G):
-        from .stylegan2 import StyleGAN2Generator
-
-        self.G = G
+        super().__init__(G)
         self.replays = replays_of(G, "synthesize", lambda key: _Layers(G, key[0], key[1], key[2]))
-        for name in ("synthesize", "synthesize_from", "edit_head", "features_at"):
-            setattr(self, name, getattr(StyleGAN2Generator, name).__get__(self))
-
-    def __getattr__(self, name):
-        return getattr(self.G, name)
 
     def _layers(self, w: torch.Tensor, noise: Sequence[torch.Tensor], start: int, stop: int,
                 out: torch.Tensor | None = None, skip: torch.Tensor | None = None, rgb: bool = True):

@@ -10,6 +10,7 @@ import time
 import torch
 
 from .ops import conv_mode
+from .stylegan2 import LayersRunner
 
 log = logging.getLogger(__name__)
 
@@ -100,21 +101,14 @@ def is_light(G) -> bool:
 COMPILE_MODES = {"off": None, "on": "default", "graphs": "reduce-overhead"}
 
 
-class CompiledGenerator:
+class CompiledGenerator(LayersRunner):
     """A generator whose synthesis runs through ``torch.compile`` (``graphs``: with CUDA graphs,
     torch's "reduce-overhead" mode); every other attribute is the generator's own. Compiled code
     is specialised to the batch size: callers keep batches at a fixed size (see pad_batch)."""
 
     def __init__(self, G, mode: str):
-        from .stylegan2 import StyleGAN2Generator
-
-        self.G = G
+        super().__init__(G)
         self._layers = torch.compile(G._layers, mode=COMPILE_MODES[mode], dynamic=False)
-        for name in ("synthesize", "synthesize_from", "edit_head", "features_at"):
-            setattr(self, name, getattr(StyleGAN2Generator, name).__get__(self))
-
-    def __getattr__(self, name):
-        return getattr(self.G, name)
 
 
 def compiled_encoder(E, mode: str):

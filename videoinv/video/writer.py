@@ -208,7 +208,7 @@ class Writer:
         # one converter for the whole stream: a frame's own (``frame.reformat``) sets up swscale
         # afresh for every frame, and for RGB -> YUV FFmpeg 8 then starts and joins two threads
         # each time (a third of all threads a pipelined run created, each faulting its stack in)
-        self._reformatter = av.video.reformatter.VideoReformatter()
+        self._rgb_converter = av.video.reformatter.VideoReformatter()
         self._source_converter = av.video.reformatter.VideoReformatter()  # decoded frames to pix_fmt
         self._convert = {} if self.colour.matrix == "rgb" else dict(
             dst_colorspace=self.colour.sws_matrix, src_color_range=2,
@@ -252,7 +252,7 @@ class Writer:
             raise OutputError(f"frame {record.index} is {image.shape[1]}x{image.shape[0]} {image.dtype}, "
                               f"the writer expects {self.src_size[0]}x{self.src_size[1]} uint8")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(image)), format="rgb24")
-        return self._reformatter.reformat(frame, format=self.stream.pix_fmt, **self._convert)
+        return self._rgb_converter.reformat(frame, format=self.stream.pix_fmt, **self._convert)
 
     def _from_source(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The decoded picture itself, in the output's pixel format (no RGB round trip)."""
