@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from videoinv.edit import corrected_feature, feature_edit
 from videoinv.models import FeatureStyleEncoder, StyleGAN2Generator, encoder_input
+from videoinv.models.encoder import fold_batchnorm, inference_encoder
 from videoinv.models.ops import ModulatedConv2d
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
@@ -64,10 +65,17 @@ def g256(device):
 
 
 @pytest.fixture(scope="module")
-def encoder(device):
+def loaded_encoder(device):
     E = FeatureStyleEncoder(n_styles=18)
     E.load_state_dict(rebuild("keys_fse_encoder.json"), strict=True)
     return E.eval().to(device)
+
+
+@pytest.fixture(params=["as loaded", "batchnorm folded"])
+def encoder(request, loaded_encoder):
+    """The encoder as loaded, and the copy the invert stage runs (its BatchNorms folded into
+    the convs): both must reproduce the reference."""
+    return loaded_encoder if request.param == "as loaded" else inference_encoder(loaded_encoder)
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +159,19 @@ def test_encoder_to_1024_generator_pipeline(encoder, device):
     for image, tag in ((G.synthesize(w), "image"), (G.synthesize(w, feature=feat, k=5), "image_fse")):
         close(F.avg_pool2d(image, 4), p[f"out_{tag}_pool4"])
         close(image[:, :, r0:r1, c0:c1], p[f"out_{tag}_crop"])
+
+
+@torch.no_grad()
+def test_folding_batchnorm_leaves_the_loaded_encoder_alone(loaded_encoder, device):
+    x = vectors("fse_encoder")["in_image"].to(device)
+    state = {k: v.clone() for k, v in loaded_encoder.state_dict().items()}
+    before = loaded_encoder(x)
+    folded = fold_batchnorm(loaded_encoder)
+    assert folded.styles is loaded_encoder.styles  # the heads (most of the weights) are not copied
+    assert inference_encoder(loaded_encoder) is inference_encoder(loaded_encoder)  # made once
+    after = loaded_encoder(x)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    assert loaded_encoder.state_dict().keys() == state.keys()
+    assert all(torch.equal(loaded_encoder.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(FeatureStyleEncoder(n_styles=4, width=4, feature_channels=8))

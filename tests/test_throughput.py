@@ -21,7 +21,7 @@ from videoinv.faces.paste import paste
 from videoinv.faces.pool import DetectionAhead
 from videoinv.faces.quad import Quad, crop
 from videoinv.faces.warp import crop_tensor, paste_tensor
-from videoinv.models import StyleGAN2Generator, ops, traced
+from videoinv.models import FeatureStyleEncoder, StyleGAN2Generator, ops, traced
 from videoinv.models.specs import load_models
 from videoinv.pipeline.batching import AdaptiveBatch
 from videoinv.pipeline.jobs import edit_video
@@ -175,16 +175,16 @@ class OutOfMemoryAbove:
 
 def test_out_of_memory_halves_the_batch_and_writes_every_frame(clip, tmp_path, monkeypatch):
     expected, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=False, batch=2, workers=0, parallel=1)
-    models = load_models(MODEL, "cpu")
     # the models run eagerly, as on CUDA where memory does run out (on the CPU a stage replays
     # traces, which would answer the sizes already traced without calling these stand-ins;
     # tests/test_traced.py runs out of memory in a trace)
     monkeypatch.setattr(traced, "_usable", lambda tensors: False)
-    encoder = OutOfMemoryAbove(models.E.forward, 2)
+    encoder = OutOfMemoryAbove(FeatureStyleEncoder.forward, 2)
     head = OutOfMemoryAbove(StyleGAN2Generator.edit_head, 2)  # the layers before k, with the Eq. 1 correction
     generator = OutOfMemoryAbove(StyleGAN2Generator.synthesize_from, 2)  # the layers from k on
-    monkeypatch.setattr(models.E, "forward", encoder)
-    # on the class: a stage's generator (models.traced) takes these methods from there
+    # on the classes: a stage's encoder is a copy of models.E (BatchNorms folded) and its
+    # generator (models.traced) takes these methods from the class
+    monkeypatch.setattr(FeatureStyleEncoder, "forward", encoder.method())
     monkeypatch.setattr(StyleGAN2Generator, "edit_head", head.method())
     monkeypatch.setattr(StyleGAN2Generator, "synthesize_from", generator.method())
     got, summary = edited_frames(clip, tmp_path / "b.mp4", threaded=True, batch=8, workers=0, parallel=1)

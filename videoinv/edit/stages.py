@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from ..errors import ChainError
 from ..faces.smooth import TrackSignals
 from ..faces.warp import crop_tensor
+from ..models.encoder import inference_encoder
 from ..models.ops import conv_mode
 from ..models.traced import TracedEncoder, TracedGenerator
 from ..models.tuning import COMPILE_MODES, CompiledGenerator, choose_conv_mode, compiled_encoder, pad_batch
@@ -178,10 +179,11 @@ class Invert(Stage):
 
     def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype, parallel, compile, trace):
         self.models = _models(model, device)
+        encoder = inference_encoder(self.models.E)  # its BatchNorms folded into the convs
         if compile != "off":
-            self.encoder = compiled_encoder(self.models.E, compile)
+            self.encoder = compiled_encoder(encoder, compile)
         else:
-            self.encoder = TracedEncoder(self.models.E) if trace == "on" else self.models.E
+            self.encoder = TracedEncoder(encoder) if trace == "on" else encoder
         self.fixed = batch if compile != "off" else None
         self.blocks = FrameBlocks(batch)
         self.dtype = dtype

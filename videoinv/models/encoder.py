@@ -14,9 +14,14 @@ Input: [B,3,256,256] in [-1,1]. The model returns the W+ offset; add the generat
 
 from __future__ import annotations
 
+import copy
+import threading
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 LAYERS = (3, 4, 14, 3)  # IResNet-50
 
@@ -55,7 +60,13 @@ class FeatureStyleEncoder(nn.Module):
 
     ``width``: the trunk's first width (64 in the release: 64/128/256/512 per block);
     ``feature_channels``: channels of F (the generator's width at 16x16, 512 for FFHQ).
-    Smaller values build tiny test models with the same structure."""
+    Smaller values build tiny test models with the same structure.
+
+    The input is taken in ``layouts[device type]`` (default: contiguous): channels-last on the
+    CPU, where oneDNN convolves it without converting (with the weights in that layout too, as
+    :func:`inference_encoder` keeps them, a batch of 8 encodes 15-30% faster per face)."""
+
+    layouts = {"cpu": torch.channels_last}
 
     def __init__(self, n_styles: int = 18, style_dim: int = 512, width: int = 64, feature_channels: int = 512):
         super().__init__()
@@ -74,7 +85,7 @@ class FeatureStyleEncoder(nn.Module):
         self.styles = nn.ModuleList(nn.Linear(pooled, style_dim) for _ in range(n_styles))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.conv(x)
+        x = self.conv(x.contiguous(memory_format=self.layouts.get(x.device.type, torch.contiguous_format)))
         f1 = self.block_1(x)
         f2 = self.block_2(f1)
         f3 = self.block_3(f2)
@@ -82,6 +93,56 @@ class FeatureStyleEncoder(nn.Module):
         pooled = torch.cat([F.adaptive_avg_pool2d(f, (3, 3)) for f in (f1, f2, f3, f4)], dim=1).flatten(1)
         w = torch.stack([head(pooled) for head in self.styles], dim=1)
         return w, self.content_layer(f3)
+
+
+def _fold(parent: nn.Module, conv: str, bn: str) -> None:
+    """Fold ``parent.<bn>`` (a BatchNorm right after ``parent.<conv>``) into the conv's weights
+    and bias."""
+    setattr(parent, conv, fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn)))
+    setattr(parent, bn, nn.Identity())
+
+
+def _fold_sequential(seq: nn.Sequential) -> None:
+    names = list(seq._modules)
+    for a, b in zip(names, names[1:]):
+        if isinstance(seq._modules[a], nn.Conv2d) and isinstance(seq._modules[b], nn.BatchNorm2d):
+            _fold(seq, a, b)
+
+
+def fold_batchnorm(E: FeatureStyleEncoder) -> FeatureStyleEncoder:
+    """A copy of ``E`` for inference in which every BatchNorm that follows a convolution is
+    folded into it (55 of the 80; those before a convolution stay, since the conv's zero padding
+    would see their offset). The same function up to float rounding (about 1e-6 relative), with
+    a third fewer passes over the activations: the light test encoders run 30% faster, the
+    release one 3%. The style heads, most of the weights, are shared with ``E``, not copied."""
+    if E.training:
+        raise ValueError("fold_batchnorm needs the encoder in eval mode (BatchNorm on its stored statistics)")
+    folded = copy.deepcopy(E, memo={id(E.styles): E.styles})
+    _fold_sequential(folded.conv)
+    for i in range(1, len(LAYERS) + 1):
+        for block in getattr(folded, f"block_{i}"):
+            _fold(block, "conv1", "bn2")
+            _fold(block, "conv2", "bn3")
+            if block.downsample is not None:
+                _fold_sequential(block.downsample)
+    _fold_sequential(folded.content_layer)
+    return folded.eval()
+
+
+_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FOLDED_LOCK = threading.Lock()
+
+
+def inference_encoder(E: FeatureStyleEncoder) -> FeatureStyleEncoder:
+    """``fold_batchnorm(E)`` with its convolutions' weights in the layout the input takes on
+    E's device, made once per encoder and kept with it (stages built for later runs reuse it,
+    and the traces recorded of it)."""
+    with _FOLDED_LOCK:
+        if E not in _FOLDED:
+            folded = fold_batchnorm(E)
+            layout = E.layouts.get(E.conv[0].weight.device.type)
+            _FOLDED[E] = folded if layout is None else folded.to(memory_format=layout)
+        return _FOLDED[E]
 
 
 def encoder_input(aligned: torch.Tensor) -> torch.Tensor:
