@@ -28,7 +28,10 @@ from videoinv.pipeline.jobs import edit_video
 from videoinv.pipeline.runner import Pipeline
 from videoinv.pipeline.stage import Stage
 from videoinv.pipeline.transfer import GpuClock, Transfer
+from videoinv.video import swscale
 from videoinv.video.frame import FrameRecord
+from videoinv.video.reader import Reader
+from videoinv.video.writer import Writer
 
 MODEL = "random:64:16"
 
@@ -61,6 +64,27 @@ def test_pipelined_output_is_identical_to_the_naive_loop(clip, tmp_path):
     assert any(k.startswith("synthesize") for k in piped_summary["busy_seconds"])
 
 
+def test_a_pipelined_cpu_run_converts_frames_on_one_swscale_thread(clip, tmp_path, monkeypatch):
+    """Every core runs a stage of a pipelined run on the CPU: swscale's own slice threads would
+    only wait for each other there (video.swscale). A sequential run leaves them to FFmpeg."""
+    seen = []
+
+    def watch(method):
+        def watched(*args, **kwargs):
+            seen.append(swscale.threads())
+            return method(*args, **kwargs)
+        return watched
+
+    monkeypatch.setattr(Reader, "to_rgb", watch(Reader.to_rgb))
+    monkeypatch.setattr(Writer, "_from_rgb", watch(Writer._from_rgb))
+    edited_frames(clip, tmp_path / "a.mp4", threaded=True)
+    assert len(seen) == 48 and set(seen) == {1}  # 24 frames decoded and 24 encoded
+    seen.clear()
+    edited_frames(clip, tmp_path / "b.mp4", threaded=False, batch=1, workers=0)
+    assert len(seen) == 48 and set(seen) == {0}
+    assert swscale.threads() == 0  # restored after the run
+
+
 def test_default_batches_stay_within_a_level_of_the_naive_loop(clip, tmp_path):
     """By default the encoder and the generator's layers before k take 8 frames at once, the
     generator's later layers 1 on the CPU: batching changes float rounding only."""
@@ -79,8 +103,6 @@ def test_synthesis_group_must_hold_whole_batches():
 
 
 def _decoded(path):
-    from videoinv.video.reader import Reader
-
     with Reader(path) as reader:
         return [r.load() for r in reader.frames(rgb=True)]
 

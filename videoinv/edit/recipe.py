@@ -86,6 +86,14 @@ class EditOptions:
         plan = self._cpu_plan()
         return None if plan is None else plan[1]
 
+    def conversion_threads(self) -> int:
+        """swscale's threads for decoding's and encoding's RGB conversions: one in a pipelined
+        run with the models on the CPU (every core runs a stage; see video.swscale), else
+        FFmpeg's choice (0)."""
+        from ..models.specs import pick_device
+
+        return 1 if self.threaded and pick_device(self.device).type == "cpu" else 0
+
     def device_warps(self) -> bool:
         """Crop and paste on the model's device (frames uploaded once, no crops in host memory)."""
         if self.warp == "auto":

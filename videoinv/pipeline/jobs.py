@@ -21,6 +21,7 @@ from ..video.probe import describe
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
+from ..video.swscale import conversion_threads
 from ..video.timing import parse_rate
 from ..video.writer import EncodeOptions, Writer
 from .runner import Pipeline, prefetch, timed, torch_threads
@@ -116,7 +117,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         with reader_cls(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
     with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
-            torch_threads(threads or (options.torch_threads() if options is not None else None)):
+            torch_threads(threads or (options.torch_threads() if options is not None else None)), \
+            conversion_threads(options.conversion_threads() if options is not None else 0):
         info = reader.info
         if on_start is not None:
             on_start(reader)
@@ -279,6 +281,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     frames = faces = 0
     with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
             torch_threads(threads or options.torch_threads()), \
+            conversion_threads(options.conversion_threads()), \
             LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache, \
             pipeline.stream(reader.frames(rgb=True)) as records:
         if on_start is not None:

@@ -20,6 +20,7 @@ import av
 import numpy as np
 
 from ..errors import InputError, VideoinvError
+from . import swscale
 from .frame import FrameRecord
 from .orientation import apply_orientation
 from .probe import describe_container, open_input, scan_video_packets, video_stream
@@ -147,7 +148,7 @@ class Reader:
         converter = getattr(self._converters, "sws", None)
         if converter is None:  # one per thread that converts (a converter is not thread-safe)
             converter = self._converters.sws = av.video.reformatter.VideoReformatter()
-        rgb = converter.reformat(frame, format="rgb24", **self._convert).to_ndarray()
+        rgb = converter.reformat(frame, format="rgb24", threads=swscale.threads(), **self._convert).to_ndarray()
         return apply_orientation(rgb, self.info.orientation)
 
     # -- internals ------------------------------------------------------------------------------
