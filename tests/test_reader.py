@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from videoinv.video.reader import Reader
-from videoinv.video.swscale import conversion_threads
+from videoinv.video.helpers import ffmpeg_helpers
 
 from conftest import ffmpeg, read_all
 
@@ -133,18 +133,18 @@ def test_converting_frames_starts_no_threads_per_frame(clips, tmp_path):
     assert reading < 20 and writing < 20, (reading, writing)
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="swscale slices only on a machine with two cores or more")
-def test_conversion_threads_keep_the_rgb_conversion_on_the_converting_thread(clips):
-    """A pipelined run on the CPU converts with one swscale thread (video.swscale): every
-    core already runs a stage there. The pixels are the same as with FFmpeg's choice of threads."""
-    with Reader(clips.bt709) as reader:
-        decoded = [record.source for record in reader.frames(rgb=False)][:20]
-        reference = [reader.to_rgb(frame) for frame in decoded]  # FFmpeg's choice (several slices)
-        with conversion_threads(1):
-            reader.to_rgb(decoded[0])  # the converter set up again for one thread
-            process, thread = time.process_time(), time.thread_time()
-            converted = [reader.to_rgb(frame) for frame in decoded]
-            process, thread = time.process_time() - process, time.thread_time() - thread
-    assert all(np.array_equal(a, b) for a, b in zip(converted, reference))
-    # all of the conversion's CPU time is this thread's (the decoder's threads are idle by now)
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="FFmpeg starts helper threads only with two cores or more")
+def test_without_ffmpeg_helpers_decoding_and_conversion_run_on_the_reading_thread(clips):
+    """A pipelined run on the CPU decodes and converts without FFmpeg's helper threads
+    (video.helpers): every core already runs a stage there. The pictures are the same."""
+    reference = [r.image for r in read_all(clips.bt709)]  # FFmpeg's frame threads, swscale slices
+    with ffmpeg_helpers(False), Reader(clips.bt709) as reader:
+        frames = reader.frames(rgb=True)
+        first = next(frames).load()
+        process, thread = time.process_time(), time.thread_time()
+        rest = [record.load() for record in frames]
+        process, thread = time.process_time() - process, time.thread_time() - thread
+    assert all(np.array_equal(r.image, image) for r, image in zip([first, *rest], reference))
+    assert len(rest) == 59
+    # all of the decoding's and conversion's CPU time is this thread's
     assert process - thread < 0.1 * thread + 0.005, (process, thread)

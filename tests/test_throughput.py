@@ -28,7 +28,7 @@ from videoinv.pipeline.jobs import edit_video
 from videoinv.pipeline.runner import Pipeline
 from videoinv.pipeline.stage import Stage
 from videoinv.pipeline.transfer import GpuClock, Transfer
-from videoinv.video import swscale
+from videoinv.video import helpers
 from videoinv.video.frame import FrameRecord
 from videoinv.video.reader import Reader
 from videoinv.video.writer import Writer
@@ -64,25 +64,28 @@ def test_pipelined_output_is_identical_to_the_naive_loop(clip, tmp_path):
     assert any(k.startswith("synthesize") for k in piped_summary["busy_seconds"])
 
 
-def test_a_pipelined_cpu_run_converts_frames_on_one_swscale_thread(clip, tmp_path, monkeypatch):
-    """Every core runs a stage of a pipelined run on the CPU: swscale's own slice threads would
-    only wait for each other there (video.swscale). A sequential run leaves them to FFmpeg."""
+def test_a_pipelined_cpu_run_decodes_and_converts_without_ffmpeg_helper_threads(clip, tmp_path, monkeypatch):
+    """Every core runs a stage of a pipelined run on the CPU: FFmpeg's decoding threads and
+    swscale's slices would only wait for each other there (video.helpers). A sequential run
+    leaves them to FFmpeg."""
     seen = []
 
     def watch(method):
-        def watched(*args, **kwargs):
-            seen.append(swscale.threads())
-            return method(*args, **kwargs)
+        def watched(self, *args, **kwargs):
+            seen.append((type(self).__name__, helpers.on(), helpers.swscale_threads()))
+            return method(self, *args, **kwargs)
         return watched
 
+    monkeypatch.setattr(Reader, "__init__", watch(Reader.__init__))
     monkeypatch.setattr(Reader, "to_rgb", watch(Reader.to_rgb))
     monkeypatch.setattr(Writer, "_from_rgb", watch(Writer._from_rgb))
     edited_frames(clip, tmp_path / "a.mp4", threaded=True)
-    assert len(seen) == 48 and set(seen) == {1}  # 24 frames decoded and 24 encoded
+    # the reader opened (its decoder's threads chosen then), 24 frames decoded and 24 encoded
+    assert len(seen) == 49 and set(seen) == {("Reader", False, 1), ("Writer", False, 1)}
     seen.clear()
     edited_frames(clip, tmp_path / "b.mp4", threaded=False, batch=1, workers=0)
-    assert len(seen) == 48 and set(seen) == {0}
-    assert swscale.threads() == 0  # restored after the run
+    assert len(seen) == 49 and {on for _, on, _ in seen} == {True} and {n for *_, n in seen} == {0}
+    assert helpers.on()  # restored after the run
 
 
 def test_default_batches_stay_within_a_level_of_the_naive_loop(clip, tmp_path):

@@ -86,13 +86,13 @@ class EditOptions:
         plan = self._cpu_plan()
         return None if plan is None else plan[1]
 
-    def conversion_threads(self) -> int:
-        """swscale's threads for decoding's and encoding's RGB conversions: one in a pipelined
-        run with the models on the CPU (every core runs a stage; see video.swscale), else
-        FFmpeg's choice (0)."""
+    def ffmpeg_helpers(self) -> bool:
+        """Whether FFmpeg decodes and converts frames on helper threads of its own: not in a
+        pipelined run with the models on the CPU, where every core runs a stage (see
+        video.helpers); else FFmpeg's default."""
         from ..models.specs import pick_device
 
-        return 1 if self.threaded and pick_device(self.device).type == "cpu" else 0
+        return not (self.threaded and pick_device(self.device).type == "cpu")
 
     def device_warps(self) -> bool:
         """Crop and paste on the model's device (frames uploaded once, no crops in host memory)."""

@@ -21,7 +21,7 @@ from ..video.probe import describe
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
-from ..video.swscale import conversion_threads
+from ..video.helpers import ffmpeg_helpers
 from ..video.timing import parse_rate
 from ..video.writer import EncodeOptions, Writer
 from .runner import Pipeline, prefetch, timed, torch_threads
@@ -116,9 +116,9 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         log.info("first pass: analysing %s", input)
         with reader_cls(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
-    with reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
-            torch_threads(threads or (options.torch_threads() if options is not None else None)), \
-            conversion_threads(options.conversion_threads() if options is not None else 0):
+    with ffmpeg_helpers(options is None or options.ffmpeg_helpers()), \
+            reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
+            torch_threads(threads or (options.torch_threads() if options is not None else None)):
         info = reader.info
         if on_start is not None:
             on_start(reader)
@@ -279,9 +279,9 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
                 "detector": options.detector_name(),
                 "faces": options.faces, "range": [str(start) if start else None, str(end) if end else None]}
     frames = faces = 0
-    with Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
+    with ffmpeg_helpers(options.ffmpeg_helpers()), \
+            Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
             torch_threads(threads or options.torch_threads()), \
-            conversion_threads(options.conversion_threads()), \
             LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache, \
             pipeline.stream(reader.frames(rgb=True)) as records:
         if on_start is not None:

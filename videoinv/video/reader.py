@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from ..errors import InputError, VideoinvError
-from . import swscale
+from . import helpers
 from .frame import FrameRecord
 from .orientation import apply_orientation
 from .probe import describe_container, open_input, scan_video_packets, video_stream
@@ -38,6 +38,8 @@ class Reader:
     ``start``/``end``: :class:`TimePoint` or text (``"12.5"``, ``"1:02"``, ``"150f"``); ``end``
     is exclusive. Times are relative to the video stream's first timestamp.
     ``salvage``: skip packets that fail to decode instead of raising (damaged files).
+    ``threads``: decode on FFmpeg's frame/slice threads (unless ``video.helpers`` has them off
+    when the reader opens).
     """
 
     def __init__(self, path: str | os.PathLike, start=None, end=None, threads: bool = True,
@@ -49,7 +51,7 @@ class Reader:
         self.container = open_input(path)
         try:
             self.stream = video_stream(self.container)
-            if threads:
+            if threads and helpers.on():
                 self.stream.thread_type = "AUTO"
             self.info = describe_container(self.container, path)
         except BaseException:
@@ -148,7 +150,8 @@ class Reader:
         converter = getattr(self._converters, "sws", None)
         if converter is None:  # one per thread that converts (a converter is not thread-safe)
             converter = self._converters.sws = av.video.reformatter.VideoReformatter()
-        rgb = converter.reformat(frame, format="rgb24", threads=swscale.threads(), **self._convert).to_ndarray()
+        rgb = converter.reformat(frame, format="rgb24", threads=helpers.swscale_threads(),
+                                 **self._convert).to_ndarray()
         return apply_orientation(rgb, self.info.orientation)
 
     # -- internals ------------------------------------------------------------------------------

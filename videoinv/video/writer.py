@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..files import atomic_output, discard_atomic
-from . import swscale
+from . import helpers
 from .audio import AudioMux, AudioPlan
 from .colour import output_colour
 from .frame import FrameRecord
@@ -253,14 +253,15 @@ class Writer:
             raise OutputError(f"frame {record.index} is {image.shape[1]}x{image.shape[0]} {image.dtype}, "
                               f"the writer expects {self.src_size[0]}x{self.src_size[1]} uint8")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(image)), format="rgb24")
-        return self._rgb_converter.reformat(frame, format=self.stream.pix_fmt, threads=swscale.threads(),
-                                            **self._convert)
+        return self._rgb_converter.reformat(frame, format=self.stream.pix_fmt,
+                                            threads=helpers.swscale_threads(), **self._convert)
 
     def _from_source(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The decoded picture itself, in the output's pixel format (no RGB round trip)."""
         if frame.format.name != self.stream.pix_fmt:
             rng = self.colour.range_tag
-            frame = self._source_converter.reformat(frame, format=self.stream.pix_fmt, threads=swscale.threads(),
+            frame = self._source_converter.reformat(frame, format=self.stream.pix_fmt,
+                                                    threads=helpers.swscale_threads(),
                                                     src_colorspace=self.colour.sws_matrix,
                                                     dst_colorspace=self.colour.sws_matrix, src_color_range=rng,
                                                     dst_color_range=rng)
