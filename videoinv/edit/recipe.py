@@ -66,15 +66,15 @@ class EditOptions:
         return 1 if plan is None else plan[0]
 
     def prefers_threads(self) -> bool:
-        """Whether a run should be pipelined by default: on a GPU and, on the CPU, for a light
-        model. A heavy model on the CPU runs sequentially: with the models already on every core,
-        overlapping the other stages measured slower (x0.5-0.9 on 2 cores, benchmarks/throughput.py)."""
-        from ..models.specs import load_models, pick_device
-        from ..models.tuning import cpu_count, is_light
+        """Whether a run should be pipelined by default: wherever there is more than one core
+        (or a GPU). Heavy models on a 2-core CPU once ran slower pipelined (x0.5-0.9); since a
+        single malloc arena, traced model calls and one swscale converter per stream they run
+        x1.02-1.18 the sequential loop, turn by turn, in every measured run (random:256 and
+        random:1024, ``videoinv bench speed``)."""
+        from ..models.specs import pick_device
+        from ..models.tuning import cpu_count
 
-        if pick_device(self.device).type != "cpu" or cpu_count() > 2:
-            return True
-        return cpu_count() > 1 and is_light(load_models(self.model, self.device).G)
+        return pick_device(self.device).type != "cpu" or cpu_count() > 1
 
     def torch_threads(self) -> int | None:
         """Torch's CPU threads for this run: one per block when blocks run side by side, else

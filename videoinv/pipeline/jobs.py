@@ -89,7 +89,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     trip) when the output's colour and size allow; False sends every frame through RGB.
     ``reader``: the frame reader by registry name ("pyav", or a plugin's such as "decord").
     ``threaded``: every stage on its own thread, overlapping decoding and encoding (the output
-    is the same as without); None: yes, except for a heavy model on a 2-core CPU
+    is the same as without); None: yes wherever there is more than one core
     (``EditOptions.prefers_threads``). ``threads``: torch's CPU threads (default: ``options.torch_threads()``
     for a face edit, else every core).
 
