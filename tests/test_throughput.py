@@ -101,6 +101,21 @@ def test_runs_are_pipelined_by_default_wherever_there_is_more_than_one_core(monk
         assert not options.prefers_threads()
 
 
+def test_on_the_cpu_one_row_convolves_grouped_and_more_rows_shared(clip, tmp_path, monkeypatch):
+    """The layers before k take [w; w~] of a block of frames at once: the shared form there
+    (no per-row weights); the layers after k one face at a time: grouped (ops.ModulatedConv2d)."""
+    forms = []
+    for form in ("grouped", "shared"):
+        def counted(self, x, s, form=form, method=getattr(ops.ModulatedConv2d, f"_{form}")):
+            forms.append((form, x.shape[0]))
+            return method(self, x, s)
+        monkeypatch.setattr(ops.ModulatedConv2d, f"_{form}", counted)
+    monkeypatch.setattr(traced, "_usable", lambda tensors: False)  # eager, so every conv is seen
+    edited_frames(clip, tmp_path / "a.mp4", threaded=True)  # default batches: 8 frames before k, 1 after
+    assert forms and {(form, rows > 1) for form, rows in forms} == {("shared", True), ("grouped", False)}
+    assert ("shared", 16) in forms  # a block of 8 faces and their edits
+
+
 def test_default_batches_stay_within_a_level_of_the_naive_loop(clip, tmp_path):
     """By default the encoder and the generator's layers before k take 8 frames at once, the
     generator's later layers 1 on the CPU: batching changes float rounding only."""

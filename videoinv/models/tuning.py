@@ -49,15 +49,19 @@ def _sync(device: torch.device) -> None:
 
 
 def choose_conv_mode(G, batch: int, device: torch.device, dtype: torch.dtype | None = None) -> str:
-    """The faster form for this generator, batch size and device.
+    """The faster form for this generator, batch size (rows through the convs) and device.
 
     On CUDA both forms are timed once per (generator, batch, dtype) in the process. On the CPU
     the rule is fixed, so a run's output does not depend on a timing (the two forms differ by
-    float rounding): the grouped conv, the form of the golden checks. At batch 1 (the CPU
-    default) in channels-last it measured 10% faster than the shared form on one torch thread
-    (a light model's blocks, one per core) and 8% slower on two (random:256:32)."""
+    float rounding; the golden checks pass in both): the grouped conv for one row, the shared
+    form for more. A row of one in channels-last measured 10% faster grouped on one torch
+    thread (a light model's blocks, one per core) and 8% slower on two (random:256:32); from two
+    rows on the shared form is faster everywhere measured, and much faster where the weights
+    are large: the layers before k of random:256 for 8 frames ([w; w~], 16 rows) 26 against 69
+    ms per frame on two threads, and without the per-row weights (151 MB per conv at 16 rows)
+    the first, traced call held 1.1 GB instead of 4.9 GB."""
     if device.type != "cuda":
-        return "grouped"
+        return "grouped" if batch == 1 else "shared"
     key = (id(G), batch, str(device), dtype)
     if key not in _CHOSEN:
         times = time_conv_modes(G, batch, device, dtype)
