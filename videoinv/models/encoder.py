@@ -63,7 +63,7 @@ class FeatureStyleEncoder(nn.Module):
     Smaller values build tiny test models with the same structure.
 
     The input is taken in ``layouts[device type]`` (elsewhere: as it comes): channels-last on
-    the CPU, where oneDNN convolves it without converting (a batch of 8 encodes 15-30% faster per
+    the CPU, where oneDNN convolves it without converting (a batch of 8 encodes 14-28% faster per
     face than from NCHW; the crops the invert stage cuts are channels-last already, and the
     weights' layout made no difference)."""
 
@@ -115,8 +115,8 @@ def fold_batchnorm(E: FeatureStyleEncoder) -> FeatureStyleEncoder:
     """A copy of ``E`` for inference in which every BatchNorm that follows a convolution is
     folded into it (55 of the 80; those before a convolution stay, since the conv's zero padding
     would see their offset). The same function up to float rounding (about 1e-6 relative), with
-    a third fewer passes over the activations: the light test encoders run 30% faster, the
-    release one 3%. The style heads, most of the weights, are shared with ``E``, not copied."""
+    a third fewer passes over the activations: the light test encoders run 24-30% faster, the
+    release one 1-3%. The style heads, most of the weights, are shared with ``E``, not copied."""
     if E.training:
         raise ValueError("fold_batchnorm needs the encoder in eval mode (BatchNorm on its stored statistics)")
     folded = copy.deepcopy(E, memo={id(E.styles): E.styles})
