@@ -393,8 +393,9 @@ class Synthesize(Stage):
         if size:
             w, w_edit, feat = (pad_batch(t, size) for t in (w, w_edit, feat))
         device = self.models.device
-        # the layers before k run [w; w~] together: twice as many rows as faces
-        with GPU_CLOCK.span(device), conv_mode(self._mode(2 * w.shape[0])), autocast(device, self.dtype):
+        # the layers before k run [w; w~] together (twice the rows), or w~ alone where no edit moved w
+        rows = w.shape[0] * (2 if bool((w != w_edit).any()) else 1)
+        with GPU_CLOCK.span(device), conv_mode(self._mode(rows)), autocast(device, self.dtype):
             feat, skip = self.G.edit_head(w, w_edit, feat, k=self.k, noise=self._noise(chunk, size))
         return list(zip(feat[:n], skip[:n]))
 
