@@ -46,7 +46,7 @@ def test_traced_calls_give_the_eager_results_to_the_bit(models, mode, dtype):
             edited = w.clone()
             edited[0] += 0.5  # the first face moved, the others not (Eq. 1 keeps their F)
             x = torch.rand(batch, 3, 256, 256, generator=torch.Generator().manual_seed(batch)) * 2 - 1
-            for _ in range(3):  # TorchScript profiles the first runs, then optimises
+            for _ in range(3):  # a signature's first call runs eagerly, the second records it
                 eager_head = G.edit_head(w, edited, feat, k=5, noise=noise)
                 head = TG.edit_head(w, edited, feat, k=5, noise=noise)
                 assert all(torch.equal(a, b) for a, b in zip(head, eager_head))
@@ -70,17 +70,38 @@ def test_a_new_run_reuses_the_traces_of_its_models(models, monkeypatch):
     skip = torch.zeros(1, 3, 16, 16)
     with torch.no_grad():
         first = TracedGenerator(G).synthesize_from(w, feat, skip, k=5, noise=noise)
+        assert len(made) == 0  # a signature met once runs eagerly: recording it costs more
+        TracedGenerator(G).synthesize_from(w, feat, skip, k=5, noise=noise)
         assert len(made) == 1
         # a later run builds its stages (and their traced models) afresh: same model, same trace
         again = TracedGenerator(G).synthesize_from(w, feat, skip, k=5, noise=noise)
         assert len(made) == 1 and torch.equal(first, again)
-        TracedGenerator(G).synthesize_from(w.repeat(2, 1, 1), feat.repeat(2, 1, 1, 1), skip.repeat(2, 1, 1, 1),
-                                           k=5, noise=noise)
-        assert len(made) == 2  # a new batch size is a new signature
+        pair = (w.repeat(2, 1, 1), feat.repeat(2, 1, 1, 1), skip.repeat(2, 1, 1, 1))
+        TracedGenerator(G).synthesize_from(*pair, k=5, noise=noise)
+        assert len(made) == 1  # a new batch size is a new signature, recorded when it comes again
+        TracedGenerator(G).synthesize_from(*pair, k=5, noise=noise)
+        assert len(made) == 2
         # with gradients (training, direction fitting) the call runs eagerly, untraced
         with torch.enable_grad():
-            TracedGenerator(G).synthesize_from(w.requires_grad_(), feat, skip, k=5, noise=noise).sum().backward()
+            for _ in range(2):
+                TracedGenerator(G).synthesize_from(w.requires_grad_(), feat, skip, k=5, noise=noise).sum().backward()
         assert len(made) == 2 and w.grad is not None
+
+
+def test_a_last_batch_of_a_size_met_once_is_not_recorded(models, monkeypatch):
+    """A run's batches are all of one size but its last; recording that one would cost more
+    than the eager call it replaces. Its results are the same either way."""
+    _, E = models
+    made = []
+    trace = torch.jit.trace
+    monkeypatch.setattr(torch.jit, "trace", lambda *a, **k: made.append(a[1][0].shape[0]) or trace(*a, **k))
+    TE = TracedEncoder(E)
+    frames = torch.rand(11, 3, 256, 256, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.no_grad():
+        outputs = [TE(frames[i:i + 4]) for i in range(0, 11, 4)]  # batches of 4, 4 and 3
+        assert made == [4]
+        for got, i in zip(outputs, range(0, 11, 4)):
+            assert all(torch.equal(a, b) for a, b in zip(got, E(frames[i:i + 4])))
 
 
 def test_a_traced_call_does_not_wait_on_a_busy_python_thread():

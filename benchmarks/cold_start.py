@@ -1,0 +1,137 @@
+"""Cold start: what a user's first ``videoinv edit`` costs beyond a warm one, written to JSON.
+
+    python benchmarks/cold_start.py [--models random:256:32,random:256] [--frames 90] [--runs 3]
+                                    [--device auto]
+
+Every run is a fresh Python process: nothing imported, no model loaded, no call traced, no
+convolution compiled by oneDNN, none of the run's memory faulted in yet. It times, one after
+the other: importing the CLI and the libraries an edit needs (torch, OpenCV, dlib, PyAV),
+loading the models, a first edit of the clip (cold) and a second edit of the same clip in the
+same process (warm, the baseline). Both edits are ``videoinv edit``'s defaults with one SeFa
+direction (``sefa0=3``), the same chain as ``videoinv bench speed``. Reported per model: wall
+seconds, CPU seconds and page faults of each step (the median of ``runs`` processes), the cold
+edit's overhead over the warm one (seconds and ratio) and the whole cold command as a user
+meets it (import + load + first edit) against the warm edit alone. The clip is
+``samples.moving_face`` at 1280x720 with sound; the results go to
+benchmarks/results/cold_start.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EDIT = "sefa0=3"
+
+
+def _child(clip: str, out: str, model: str, device: str) -> dict:
+    """One cold process's figures (runs in the fresh process)."""
+    import resource
+    import time
+
+    def usage():
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        return time.perf_counter(), u.ru_utime + u.ru_stime, u.ru_minflt
+
+    def step(before):
+        after = usage()
+        wall, cpu, faults = (b - a for a, b in zip(before, after))
+        return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "page_faults": faults}, after
+
+    start = usage()
+    for name in ("av", "cv2", "dlib", "torch", "videoinv.cli"):  # what an edit loads: the CLI's start-up
+        importlib.import_module(name)
+    from videoinv.edit.recipe import EditOptions
+    from videoinv.models.specs import load_models
+    from videoinv.pipeline.jobs import edit_video
+
+    figures = {}
+    figures["import"], now = step(start)
+    load_models(model, device)
+    figures["load"], now = step(now)
+    for name in ("cold", "warm"):
+        summary = edit_video(clip, out, options=EditOptions(edits=[EDIT], model=model, device=device),
+                             overwrite=True)
+        figures[name], now = step(now)
+        figures[name]["frames"] = summary["frames"]
+    return figures
+
+
+def _median(rows: list[dict], step: str, field: str) -> float:
+    return round(statistics.median(row[step][field] for row in rows), 3)
+
+
+def measure(models: list[str], frames: int, runs: int, device: str, progress=print) -> dict:
+    from videoinv import samples
+
+    report: dict = {"benchmark": "cold_start", "frames": frames, "size": "1280x720", "edit": EDIT,
+                    "device": device, "runs": runs, "models": []}
+    with tempfile.TemporaryDirectory(prefix="videoinv-cold-") as tmp:
+        clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.mp4"
+        samples.write_clip(clip, samples.moving_face(), frames, audio=True)
+        for model in models:
+            rows = []
+            for i in range(runs):
+                done = subprocess.run([sys.executable, __file__, "--child", str(clip), str(out), model, device],
+                                      capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"{model}: the cold run failed:\n{done.stderr[-2000:]}")
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                cold, warm = rows[-1]["cold"]["wall_s"], rows[-1]["warm"]["wall_s"]
+                progress(f"{model} run {i + 1}/{runs}: import {rows[-1]['import']['wall_s']} s, load "
+                         f"{rows[-1]['load']['wall_s']} s, cold edit {cold} s, warm edit {warm} s")
+            entry = {"model": model, "runs": rows}
+            for step in ("import", "load", "cold", "warm"):
+                entry[step] = {field: _median(rows, step, field) for field in ("wall_s", "cpu_s", "page_faults")}
+            entry["cold_overhead_s"] = round(entry["cold"]["wall_s"] - entry["warm"]["wall_s"], 3)
+            entry["cold_over_warm"] = round(entry["cold"]["wall_s"] / entry["warm"]["wall_s"], 3)
+            command = entry["import"]["wall_s"] + entry["load"]["wall_s"] + entry["cold"]["wall_s"]
+            entry["command_s"] = round(command, 3)
+            entry["command_over_warm"] = round(command / entry["warm"]["wall_s"], 3)
+            report["models"].append(entry)
+    return report
+
+
+def table(report: dict) -> str:
+    head = (f"cold start: {report['frames']} frames {report['size']}, edit {report['edit']}, median of "
+            f"{report['runs']} fresh processes")
+    lines = [head, f"{'model':<14}{'import':>8}{'load':>7}{'cold':>8}{'warm':>8}{'cold-warm':>11}"
+                   f"{'cold/warm':>11}{'command/warm':>14}{'cold faults':>13}{'warm faults':>13}"]
+    for e in report["models"]:
+        lines.append(f"{e['model']:<14}{e['import']['wall_s']:>8.2f}{e['load']['wall_s']:>7.2f}"
+                     f"{e['cold']['wall_s']:>8.2f}{e['warm']['wall_s']:>8.2f}{e['cold_overhead_s']:>11.2f}"
+                     f"{'x%.2f' % e['cold_over_warm']:>11}{'x%.2f' % e['command_over_warm']:>14}"
+                     f"{e['cold']['page_faults']:>13}{e['warm']['page_faults']:>13}")
+    lines.append("seconds of wall time; command = import + load + cold edit, what `videoinv edit` costs")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        print(json.dumps(_child(*sys.argv[2:6])))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="random:256:32,random:256")
+    ap.add_argument("--frames", type=int, default=90)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", type=Path, default=RESULTS / "cold_start.json")
+    args = ap.parse_args()
+    report = measure(args.models.split(","), args.frames, args.runs, args.device,
+                     progress=lambda text: print(text, flush=True))
+    print(table(report))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
