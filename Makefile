@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/python benchmarks/faces_throughput.py
 	$(BIN)/python benchmarks/edit_throughput.py
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/cold_start.py
 
 clean:
 	rm -rf samples benchmarks/results .pytest_cache

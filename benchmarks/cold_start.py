@@ -1,6 +1,6 @@
 """Cold start: what a user's first ``videoinv edit`` costs beyond a warm one, written to JSON.
 
-    python benchmarks/cold_start.py [--models random:256:32,random:256] [--frames 90] [--runs 3]
+    python benchmarks/cold_start.py [--models random:256:32,random:256] [--frames 60] [--runs 2]
                                     [--device auto]
 
 Every run is a fresh Python process: nothing imported, no model loaded, no call traced, no
@@ -119,8 +119,8 @@ def main() -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="random:256:32,random:256")
-    ap.add_argument("--frames", type=int, default=90)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=RESULTS / "cold_start.json")
     args = ap.parse_args()

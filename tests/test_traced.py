@@ -120,7 +120,7 @@ def test_a_traced_call_does_not_wait_on_a_busy_python_thread():
             pass
 
     def seconds(generator) -> float:
-        generator.synthesize_from(w, feat, skip, k=5, noise=noise)  # traced, profiled, warm
+        generator.synthesize_from(w, feat, skip, k=5, noise=noise)  # run eagerly, then recorded: warm
         generator.synthesize_from(w, feat, skip, k=5, noise=noise)
         spinner = threading.Thread(target=spin)
         spinner.start()

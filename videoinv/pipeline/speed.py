@@ -10,7 +10,7 @@ direction, detect every 5 frames and keep every frame; the pipelined frames are 
 the naive ones as they come. Each mode runs ``repeat`` times after warming up (models, dlib
 and codecs loaded, model calls traced, the convolutions of its batch shapes compiled by oneDNN,
 the memory it needs at its peak faulted in: a cold pipelined run took up to a third more CPU
-time; the naive loop warms up with a short run, the pipelined one with full runs until one
+time; the naive loop warms up with one full run, the pipelined one with full runs until one
 faults in little new memory) and its fastest run counts; the two modes take turns, so a slow
 spell of the machine hits both alike, and each turn's ratio is reported too (the fastest of
 each favours the mode whose speed varies more). Reported per run: frames/s end to end, busy
@@ -247,11 +247,12 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             def run(model=model, **kwargs):
                 return _run(clip, out, model, device, encode=encode, **kwargs)
 
-            # warm-ups: a short run of the naive loop, full ones of the pipelined run (every
-            # shape of batch a full run has, and the memory it holds at once: its heap kept
-            # growing for two or three runs, 15k-50k pages faulted in by each, 5-10% of its CPU;
-            # so until a run faults in fewer than SETTLED pages, at most three)
-            run(naive=True, frames=8)
+            # warm-ups: full runs (every shape of batch a full run has, and the memory it holds
+            # at once): one of the naive loop (after a warm-up of 8 frames or 30, its first full
+            # run still faulted in 27k or 12k pages, 2-3% of its time); of the pipelined run until
+            # one faults in fewer than SETTLED pages, at most three (its heap kept growing for
+            # two or three runs, 15k-50k pages faulted in by each, 5-10% of its CPU)
+            run(naive=True)
             for _ in range(3):
                 if run(naive=False)[0]["page_faults"] < SETTLED:
                     break
