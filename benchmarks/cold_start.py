@@ -64,8 +64,9 @@ def _child(clip: str, out: str, model: str, device: str) -> dict:
     return figures
 
 
-def _median(rows: list[dict], step: str, field: str) -> float:
-    return round(statistics.median(row[step][field] for row in rows), 3)
+def _median(rows: list[dict], step: str, field: str) -> float | int:
+    value = statistics.median(row[step][field] for row in rows)
+    return int(value) if field == "page_faults" else round(value, 3)
 
 
 def measure(models: list[str], frames: int, runs: int, device: str, progress=print) -> dict:
