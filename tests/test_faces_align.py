@@ -254,3 +254,23 @@ def test_inspect_end_to_end(tmp_path):
     drawn, source = read_all(out), read_all(clip)
     assert len(drawn) == 45
     assert np.abs(drawn[10].image.astype(int) - source[10].image.astype(int)).mean() > 0.5  # overlays drawn
+
+
+def test_inspect_by_default_sees_the_faces_with_the_detector_edit_picks(tmp_path, monkeypatch):
+    """``inspect`` shows what an edit will see: its default detector is the one ``edit`` resolves
+    ``auto`` to (hog on a machine without a GPU; here made to answer cnn, so the two differ)."""
+    from videoinv.cli import main
+    from videoinv.edit.recipe import EditOptions
+
+    clip = tmp_path / "small.mp4"
+    samples.write_clip(clip, samples.moving_face(width=640, height=360), 2)
+
+    def boxes(name: str, *extra: str) -> list:
+        tracks = tmp_path / f"{name}.json"
+        assert main(["inspect", str(clip), "-o", str(tmp_path / f"{name}.mp4"), "--json", str(tracks), "-q",
+                     *extra]) == 0
+        return [face["box"] for frame in json.loads(tracks.read_text())["frames"] for face in frame["faces"]]
+
+    monkeypatch.setattr(EditOptions, "detector_name", lambda self: "cnn" if self.detector == "auto" else self.detector)
+    by_default, cnn, hog = boxes("default"), boxes("cnn", "--detector", "cnn"), boxes("hog", "--detector", "hog")
+    assert by_default == cnn and cnn and hog and cnn != hog

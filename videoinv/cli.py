@@ -438,7 +438,9 @@ def _probe_table(info):
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="annotated video")
 @click.option("--json", "json_path", type=click.Path(path_type=str), default=None, help="write per-frame tracks here")
 @click.option("--every", type=click.IntRange(1), default=5, show_default=True, help="detect every N frames")
-@click.option("--detector", default="hog", show_default=True, help="hog, cnn, or a plugin's")
+@click.option("--detector", default="auto", show_default=True,
+              help="hog, cnn, a plugin's (retinaface), or auto: the one 'edit' picks (RetinaFace on a GPU "
+              "when its weights are present, else hog)")
 @click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream", show_default=True)
 @click.option("--segments", default="face", show_default=True, help="mask outlines to draw, e.g. mouth+eyes")
 @click.option("--select", type=click.Choice(["all", "largest"]), default="all", show_default=True)
@@ -455,9 +457,12 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
     Needs no model weights. With --json, also writes every frame's tracks.
     """
     from .console import FrameProgress, progress_enabled
+    from .edit.recipe import EditOptions
     from .pipeline.jobs import edit_video
     from .video.writer import EncodeOptions
 
+    if detector == "auto":  # the faces an edit would see, from the same detector
+        detector = EditOptions(detector=detector).detector_name()
     chain = (f"detect=every={every}:model={detector}:select={select},"
              f"align=size=256:crops=no:smooth={smooth},annotate=segments={segments}")
     log_cm = _track_log(json_path, input, output, overwrite)
