@@ -56,6 +56,13 @@ def _state() -> tuple:
     return (CONV_MODE.get(),)
 
 
+def _remember(kept: OrderedDict, key: tuple, value, limit: int) -> None:
+    """``kept[key] = value``, dropping the least recently used beyond ``limit``."""
+    kept[key] = value
+    while len(kept) > limit:
+        kept.popitem(last=False)
+
+
 class Replays:
     """Traces of one model call, one per signature, made on its second use (under a lock, so
     two threads asking for the same signature trace it once); a signature's first call runs
@@ -81,23 +88,16 @@ class Replays:
             return eager()
         with self.lock:
             trace = self.traces.get(key)
-            if trace is None:
-                if key not in self.seen:
-                    self.seen[key] = None
-                    while len(self.seen) > self.limit:
-                        self.seen.popitem(last=False)
-                    trace = eager
-                else:
-                    trace = self._trace(key, tensors)
-                    if trace is None:
-                        return eager()
-                    del self.seen[key]
-                    self.traces[key] = trace
-                    while len(self.traces) > self.limit:
-                        self.traces.popitem(last=False)
-            else:
+            if trace is not None:
                 self.traces.move_to_end(key)
-        if trace is eager:
+            elif key not in self.seen:  # the first call: remembered, run eagerly below
+                _remember(self.seen, key, None, self.limit)
+            else:
+                trace = self._trace(key, tensors)
+                if trace is not None:
+                    del self.seen[key]
+                    _remember(self.traces, key, trace, self.limit)
+        if trace is None:
             return eager()
         with torch.jit.optimized_execution(False):
             return trace(*tensors)
