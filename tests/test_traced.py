@@ -189,3 +189,32 @@ def test_memory_running_out_in_a_trace_halves_the_batch():
     with pytest.raises(RuntimeError) as failed:
         trace(torch.ones(1 << 21))  # a 2M x 2M result: 16 TB
     assert is_out_of_memory(failed.value)
+
+
+_RUNS: list[int] = []
+
+
+@torch.library.custom_op("videoinv_test::counted_double", mutates_args=())
+def _counted_double(x: torch.Tensor) -> torch.Tensor:
+    _RUNS.append(x.shape[0])
+    return x * 2
+
+
+class _Counted(torch.nn.Module):
+    """A model whose every run, eager, recorded or replayed, its operator counts."""
+
+    def forward(self, x):
+        return _counted_double(x) + 1
+
+
+def test_the_call_that_records_a_trace_runs_the_model_once():
+    """Recording runs the model for real; the call answers with that run's results instead of
+    replaying the fresh trace (a second run: 3 s more for a full-size encoder's block of 8)."""
+    _RUNS.clear()
+    replays = traced.Replays("counted", lambda key: _Counted())
+    x = torch.arange(6.0).view(2, 3)
+    for calls in (1, 2, 3):  # eager, recorded, replayed
+        out = replays((traced._signature([x]),), [x], lambda: _Counted()(x))
+        assert torch.equal(out, x * 2 + 1)
+        assert len(_RUNS) == calls
+    assert len(replays.traces) == 1 and not replays.broken

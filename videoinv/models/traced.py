@@ -68,9 +68,12 @@ class Replays:
     two threads asking for the same signature trace it once); a signature's first call runs
     eagerly. ``module_for(key)`` gives the module whose forward takes the call's tensors.
 
-    Why not the first use: recording a call costs 4-15 eager ones (random:256:32 on one thread:
-    0.26 s for the encoder at batch 8, 0.4-0.5 s for the synthesis), and a run's last batch is
-    often of a size it meets once (its trace cost 0.9 s in a cold 90-frame edit, for two faces).
+    The recording call answers with the results of the run that recorded it. Recording costs the
+    tracer's bookkeeping per operator on top of that run: about one eager call for a full-size
+    model (random:256's encoder at batch 8, two threads: 3.4 s against 2.9-3.5 s), 4-5 for a
+    light one, whose operators are small (random:256:32's encoder at batch 8, one thread: 0.39-0.47 s
+    against 0.09 s). Why not the first use: a run's last batch is often of a size it meets
+    once (its trace cost 0.9 s in a cold 90-frame edit, for two faces).
     Replays run without TorchScript's graph optimisation (``torch.jit.optimized_execution``
     off): on the CPU it fuses nothing, and its profiling and optimising passes made a trace's
     first replays 2-3x slower than the later ones on their own, 9x in a cold pipelined edit;
@@ -93,20 +96,26 @@ class Replays:
             elif key not in self.seen:  # the first call: remembered, run eagerly below
                 _remember(self.seen, key, None, self.limit)
             else:
-                trace = self._trace(key, tensors)
-                if trace is not None:
+                recorded = self._trace(key, tensors)
+                if recorded is not None:  # this call was the recording: its own results
                     del self.seen[key]
+                    trace, outputs = recorded
                     _remember(self.traces, key, trace, self.limit)
+                    return outputs
         if trace is None:
             return eager()
         with torch.jit.optimized_execution(False):
             return trace(*tensors)
 
-    def _trace(self, key: tuple, tensors: Sequence[torch.Tensor]):
+    def _trace(self, key: tuple, tensors: Sequence[torch.Tensor]) -> tuple | None:
+        """``(trace, results)``: a trace for ``key`` recorded from this call, and the call's
+        results (recording runs the model for real; replaying the trace straight after took a
+        second run of the call, 3 s for a full-size encoder's block of 8). None: untraceable."""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the deprecation notice, and tracing's own advice
-                return torch.jit.trace(self.module_for(key), tuple(tensors), check_trace=False)
+                trace = torch.jit.trace(_Keeping(self.module_for(key)), tuple(tensors), check_trace=False)
+            return trace, _KEPT.__dict__.pop("outputs")
         except Exception as err:  # noqa: BLE001 - any failure but memory: run eagerly, as before
             from ..pipeline.batching import is_out_of_memory
 
@@ -116,6 +125,24 @@ class Replays:
             log.warning("%s: cannot record the model call with torch.jit.trace (%s); running it eagerly",
                          self.name, err)
             return None
+        finally:
+            _KEPT.__dict__.pop("outputs", None)
+
+
+_KEPT = threading.local()  # the results of the recording run on this thread
+
+
+class _Keeping(nn.Module):
+    """``module`` whose forward also keeps what it returns (on the calling thread): what a
+    recording run computed, which the trace itself does not give back."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *tensors):
+        _KEPT.outputs = outputs = self.module(*tensors)
+        return outputs
 
 
 _REPLAYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
