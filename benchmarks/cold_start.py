@@ -137,9 +137,14 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=RESULTS / "cold_start.json")
     args = ap.parse_args()
+    from videoinv.pipeline.allocator import in_use, relaunch_with_jemalloc
+
+    relaunch_with_jemalloc([sys.executable, *sys.argv])  # as `videoinv` runs; the children inherit it
     report = measure(args.models.split(","), args.frames, args.runs, args.device,
                      progress=lambda text: print(text, flush=True))
+    report["allocator"] = in_use()
     print(table(report))
+    print(f"malloc: {report['allocator']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")

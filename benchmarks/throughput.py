@@ -16,9 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-from videoinv.models.specs import pick_device
-from videoinv.pipeline.speed import measure, table
-from videoinv.video.writer import X264_PRESETS, EncodeOptions
+from videoinv.pipeline.allocator import relaunch_with_jemalloc
+
+if __name__ == "__main__":
+    relaunch_with_jemalloc([sys.executable, *sys.argv])  # the allocator `videoinv bench speed` runs on
+
+from videoinv.models.specs import pick_device  # noqa: E402
+from videoinv.pipeline.speed import measure, table  # noqa: E402
+from videoinv.video.writer import X264_PRESETS, EncodeOptions  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -225,7 +225,7 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
 
     from .. import samples
     from ..models.tuning import cpu_count, time_conv_modes
-    from .allocator import arena_count
+    from .allocator import arena_count, in_use
     from ..video.writer import EncodeOptions
 
     encode = encode or EncodeOptions()  # the runs and the encoding ceiling share it
@@ -306,14 +306,15 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
     return {"benchmark": "speed", "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda"
             else None, "cpus": cpu_count(), "machine": platform.machine(), "torch": torch.__version__,
             "frames": frames, "size": "1280x720", "edit": EDIT, "every": 5, "repeat": repeat,
-            "encoder": encoder, "ceilings": ceilings, "malloc_arenas": arena_count(), "models": rows}
+            "encoder": encoder, "ceilings": ceilings, "allocator": in_use(), "malloc_arenas": arena_count(), "models": rows}
 
 
 def table(report: dict) -> str:
     """The report as a text table."""
     lines = [f"device {report['device']}{' (' + report['gpu'] + ')' if report['gpu'] else ''}, "
              f"{report['cpus']} CPUs, {report['frames']} frames {report['size']}, detect every {report['every']}, "
-             f"encoder {' '.join(f'{k} {v}' for k, v in report['encoder'].items())}",
+             f"encoder {' '.join(f'{k} {v}' for k, v in report['encoder'].items())}, "
+             f"malloc {report.get('allocator', 'libc')}",
              f"ceilings: decode {report['ceilings']['decode_fps']} fps, encode {report['ceilings']['encode_fps']} "
              f"fps, bf16 matmul {report['ceilings']['bf16_matmul_tflops']} TFLOP/s", ""]
     head = f"{'model':<16}{'run (batches*)':<20}{'fps':>8}{'GPU busy':>10}  busy seconds per stage"
@@ -346,7 +347,7 @@ def table(report: dict) -> str:
                          for b, v in entry["conv_ms_per_face"].items())
         lines.append(f"{'':<16}modulated conv per face, {conv}")
     lines.append("* batches: encoder / generator layers before k with the Eq. 1 correction / generator from k on")
-    if (report.get("malloc_arenas") or 1) > 1:
+    if report.get("allocator", "libc") == "libc" and (report.get("malloc_arenas") or 1) > 1:
         lines.append(f"! {report['malloc_arenas']} malloc arenas: threads allocated before videoinv was imported, so "
                      "freed memory goes back to the system and faults in again (import videoinv first)")
     return "\n".join(lines)
