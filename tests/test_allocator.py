@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from videoinv.errors import VideoinvError
 from videoinv.pipeline import allocator
 
 needs_jemalloc = pytest.mark.skipif(allocator.jemalloc_library() is None,
@@ -25,11 +26,23 @@ def _relaunched(env: dict) -> list[str]:
     """What a process started through ``relaunch_with_jemalloc`` reports about its allocator."""
     code = ("import sys; from videoinv.pipeline.allocator import relaunch_with_jemalloc; "
             f"relaunch_with_jemalloc([sys.executable, '-c', {REPORT!r}]); " + REPORT)
-    clean = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF", allocator.ENV)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**clean, **env})
+                          env={**_clean_env(), **env})
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip().split("|")
+
+
+def _clean_env() -> dict:
+    """This environment without any allocator choice or preload of its own."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "MALLOC_CONF", allocator.ENV, allocator._RELAUNCHED)}
+
+
+def _command(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """The installed `videoinv` console script."""
+    exe = Path(sys.executable).parent / "videoinv"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60,
+                          env={**_clean_env(), **env})
 
 
 @needs_jemalloc
@@ -49,12 +62,49 @@ def test_videoinv_allocator_glibc_keeps_glibc():
 
 
 @needs_jemalloc
+def test_videoinv_allocator_jemalloc_runs_on_it():
+    used, preload, _ = _relaunched({allocator.ENV: "JEMALLOC"})
+    assert used == "jemalloc" and "jemalloc" in preload
+
+
+def test_an_unknown_allocator_choice_stops_the_command_with_one_line(tmp_path):
+    done = _command("probe", str(tmp_path / "any.mp4"), env={allocator.ENV: "tcmalloc"})
+    assert done.returncode != 0 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("videoinv: error: ")
+    assert "VIDEOINV_ALLOCATOR='tcmalloc'" in lines[0] and "auto, jemalloc, glibc" in lines[0]
+
+
+def test_jemalloc_required_but_missing_is_an_error_not_a_silent_glibc(monkeypatch):
+    monkeypatch.setattr(allocator, "jemalloc_library", lambda: None)
+    monkeypatch.setattr(allocator, "in_use", lambda: "libc")
+    monkeypatch.delenv(allocator._RELAUNCHED, raising=False)
+    monkeypatch.setenv(allocator.ENV, "jemalloc")
+    with pytest.raises(VideoinvError, match="not installed; install libjemalloc2"):
+        allocator.relaunch_with_jemalloc(["/bin/false"])
+    monkeypatch.setenv(allocator.ENV, "auto")  # auto: where it is missing, glibc's it is
+    allocator.relaunch_with_jemalloc(["/bin/false"])
+
+
+@needs_jemalloc
+def test_a_started_again_command_that_is_still_not_on_jemalloc_does_not_loop():
+    """Started again (the marker set) but jemalloc not mapped, as when the loader refuses the
+    preload: the command goes on once (auto) or stops with one line (jemalloc), never restarts."""
+    probe = ["--version"]
+    went_on = _command(*probe, env={allocator._RELAUNCHED: "1"})
+    assert went_on.returncode == 0, went_on.stderr
+    refused = _command(*probe, env={allocator._RELAUNCHED: "1", allocator.ENV: "jemalloc"})
+    assert refused.returncode != 0 and "did not load" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@needs_jemalloc
 @pytest.mark.parametrize("choice", ["auto", "glibc"])
 def test_the_installed_command_runs_on_the_allocator_chosen(choice):
     """The console script itself: a `videoinv filter` pipe, seen while it runs, passes a frame
     through unchanged either way."""
     exe = Path(sys.executable).parent / "videoinv"
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MALLOC_CONF")}
+    env = _clean_env()
     proc = subprocess.Popen([str(exe), "filter", "--size", "4x4", "--rate", "30", "--chain", "copy",
                              "--batch-size", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**env, allocator.ENV: choice})

@@ -10,8 +10,8 @@ cycles). Under jemalloc, which keeps freed blocks of each size class for reuse: 
 2.0-2.1 GB instead of 2.8-3.1 GB for that edit and 2.2 instead of 3.4 GB for warm runs of 24
 frames, the cold edit 6% faster, warm runs as fast (light and full-size models alike). It must be
 in place before the process starts (``LD_PRELOAD``), so the command starts itself again with it
-once; ``VIDEOINV_ALLOCATOR=glibc`` keeps glibc's. The Python API uses whatever allocator the
-process has."""
+once; ``VIDEOINV_ALLOCATOR=glibc`` keeps glibc's, ``=jemalloc`` insists on jemalloc. The Python
+API uses whatever allocator the process has."""
 
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ import tempfile
 # jemalloc's default decay returned memory within seconds: 6.5M page faults instead of 0.5M
 # and the cold edit 30% slower
 JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1,narenas:1"
-ENV = "VIDEOINV_ALLOCATOR"  # auto (default), jemalloc (set once relaunched) or glibc
+ENV = "VIDEOINV_ALLOCATOR"  # auto (default: jemalloc where installed), jemalloc (required) or glibc
+CHOICES = ("auto", "jemalloc", "glibc")
+_RELAUNCHED = "VIDEOINV_RELAUNCHED"  # set in the process started again: it must not start itself again
 
 
 def jemalloc_library() -> str | None:
@@ -47,16 +49,29 @@ def in_use() -> str:
 
 def relaunch_with_jemalloc(argv: list[str] | None = None) -> None:
     """Start this command again (``argv``, default ``python -m videoinv`` with this process's
-    arguments) with jemalloc preloaded, once, where it is installed and ``VIDEOINV_ALLOCATOR``
-    allows; returns (and the command goes on with glibc's malloc) otherwise. Call it before
-    anything heavy is imported: the process is replaced."""
-    if os.environ.get(ENV, "auto") != "auto" or in_use() == "jemalloc":
+    arguments) with jemalloc preloaded, once, where ``VIDEOINV_ALLOCATOR`` allows: ``auto`` (the
+    default) where it is installed, else the command goes on with glibc's malloc; ``jemalloc``
+    requires it; ``glibc`` keeps glibc's. Raises VideoinvError for any other value, or where
+    jemalloc is required and cannot be loaded. Call it before anything heavy is imported: the
+    process is replaced."""
+    from ..errors import VideoinvError
+
+    choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if choice not in CHOICES:
+        raise VideoinvError(f"{ENV}={os.environ[ENV]!r} is not one of {', '.join(CHOICES)}; "
+                            "set one of those or unset it")
+    if choice == "glibc" or in_use() == "jemalloc":
         return
+    required = choice == "jemalloc"
     library = jemalloc_library()
-    if library is None:
+    if library is None or os.environ.get(_RELAUNCHED):
+        if required:  # not installed, or preloaded and still not mapped (the loader refused it)
+            raise VideoinvError(f"{ENV}=jemalloc but jemalloc " + (
+                "is not installed; install libjemalloc2 (apt-get install libjemalloc2)"
+                if library is None else f"({library}) did not load") + f", or set {ENV}=auto")
         return
     env = dict(os.environ)
-    env[ENV] = "jemalloc"  # the new process does not start itself again
+    env[_RELAUNCHED] = "1"
     env["LD_PRELOAD"] = " ".join(filter(None, [env.get("LD_PRELOAD", ""), library]))
     env.setdefault("MALLOC_CONF", JEMALLOC_CONF)
     argv = argv or [sys.executable, "-m", "videoinv", *sys.argv[1:]]
@@ -64,7 +79,10 @@ def relaunch_with_jemalloc(argv: list[str] | None = None) -> None:
     sys.stderr.flush()
     try:
         os.execve(argv[0], argv, env)
-    except OSError:  # cannot start it: go on as we are
+    except OSError as err:  # cannot start it: go on as we are, unless it was required
+        if required:
+            raise VideoinvError(f"{ENV}=jemalloc but the command could not start again with it: "
+                                f"{err.strerror}; set {ENV}=auto") from None
         return
 
 _TUNED = False
