@@ -1,21 +1,19 @@
 """Model calls replayed as TorchScript traces: the eager results to the bit, traces kept with the
-model across runs, no waiting on a busy Python thread, and eager calls where tracing fails."""
+model across runs, their operators run without Python, and eager calls where tracing fails."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from videoinv.models import traced
 from videoinv.models.ops import conv_mode
 from videoinv.models.specs import load_encoder, load_generator
 from videoinv.models.traced import TracedEncoder, TracedGenerator
 from videoinv.pipeline.batching import AdaptiveBatch, is_out_of_memory
-from videoinv.pipeline.runner import torch_threads
 
 SPEC = "random:64:16"
 
@@ -104,40 +102,41 @@ def test_a_last_batch_of_a_size_met_once_is_not_recorded(models, monkeypatch):
             assert all(torch.equal(a, b) for a, b in zip(got, E(frames[i:i + 4])))
 
 
-def test_a_traced_call_does_not_wait_on_a_busy_python_thread():
-    """Eagerly, each operator gives Python's lock up and waits to get it back (up to the 5 ms
-    switch interval while another thread runs Python); a replayed trace takes it once. Torch on
-    one thread, as each model block of a pipelined run on the CPU has."""
+class _OperatorCalls(TorchFunctionMode):
+    """Counts the torch operators called from Python, each of which gives Python's lock up and
+    takes it back (reading a tensor's shape or strides does not)."""
+
+    READS = {"__get__", "size", "stride", "dim", "numel", "is_contiguous", "data_ptr", "element_size"}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += getattr(func, "__name__", "") not in self.READS
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_traced_call_runs_its_operators_without_python():
+    """Eagerly, each operator is called from Python: it gives Python's lock up and waits to get
+    it back, up to the 5 ms switch interval while another thread runs Python. A replayed trace
+    runs them all within one call. (What that saves beside a busy thread is a timing, measured
+    by benchmarks/traced_calls.py: 1.4 s eagerly against 60 ms traced for this model.)"""
     G, _ = load_generator("random:256:32")  # hundreds of operators per face, as real models have
     TG = TracedGenerator(G)
     w, feat, noise = _inputs(G, 1)
     skip = torch.zeros(1, 3, 16, 16)
-    started, stop = threading.Event(), threading.Event()
 
-    def spin():
-        started.set()
-        while not stop.is_set():
-            pass
-
-    def seconds(generator) -> float:
-        generator.synthesize_from(w, feat, skip, k=5, noise=noise)  # run eagerly, then recorded: warm
-        generator.synthesize_from(w, feat, skip, k=5, noise=noise)
-        spinner = threading.Thread(target=spin)
-        spinner.start()
-        started.wait()
-        try:
-            t = time.perf_counter()
+    def operators(generator) -> int:
+        with _OperatorCalls() as calls:
             generator.synthesize_from(w, feat, skip, k=5, noise=noise)
-            return time.perf_counter() - t
-        finally:
-            stop.set()
-            spinner.join()
-            started.clear()
-            stop.clear()
+        return calls.count
 
-    with torch.no_grad(), torch_threads(1):
-        eager, replayed = seconds(G), seconds(TG)
-    assert replayed < eager / 4, (replayed, eager)
+    with torch.no_grad():
+        for _ in range(2):  # seen, then recorded
+            TG.synthesize_from(w, feat, skip, k=5, noise=noise)
+        eager, replayed = operators(G), operators(TG)
+    assert eager >= 200 and replayed * 20 <= eager, (eager, replayed)
 
 
 def test_a_call_that_cannot_be_traced_runs_eagerly(models, monkeypatch, caplog):
