@@ -120,8 +120,9 @@ class _OperatorCalls(TorchFunctionMode):
 def test_a_traced_call_runs_its_operators_without_python():
     """Eagerly, each operator is called from Python: it gives Python's lock up and waits to get
     it back, up to the 5 ms switch interval while another thread runs Python. A replayed trace
-    runs them all within one call. (What that saves beside a busy thread is a timing, measured
-    by benchmarks/traced_calls.py: 1.4 s eagerly against 60 ms traced for this model.)"""
+    runs them all within one call, putting its inputs in the generator's layout too (with those
+    two copies left to Python, a replay beside a busy thread took 62-66 ms instead of 29-30 ms).
+    The timings: benchmarks/traced_calls.py (1.6 s eagerly against 29 ms traced, this model)."""
     G, _ = load_generator("random:256:32")  # hundreds of operators per face, as real models have
     TG = TracedGenerator(G)
     w, feat, noise = _inputs(G, 1)
@@ -136,7 +137,7 @@ def test_a_traced_call_runs_its_operators_without_python():
         for _ in range(2):  # seen, then recorded
             TG.synthesize_from(w, feat, skip, k=5, noise=noise)
         eager, replayed = operators(G), operators(TG)
-    assert eager >= 200 and replayed * 20 <= eager, (eager, replayed)
+    assert eager >= 200 and replayed == 0, (eager, replayed)  # inputs NCHW: the layout copies too
 
 
 def test_a_call_that_cannot_be_traced_runs_eagerly(models, monkeypatch, caplog):

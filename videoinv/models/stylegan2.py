@@ -193,7 +193,13 @@ class StyleGAN2Generator(nn.Module):
                 rgb: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Styled convs number ``start`` to ``stop - 1`` with their ToRGBs, from ``out`` (the
         activation entering conv ``start``) and ``skip`` (the RGB image so far); returns both
-        after conv ``stop - 1``. ``rgb=False`` leaves the ToRGBs out (the skip is then stale)."""
+        after conv ``stop - 1``. ``rgb=False`` leaves the ToRGBs out (the skip is then stale).
+        ``out`` and ``skip`` are put in the activation layout here, so that a traced call does
+        that too, without an operator called from Python."""
+        if out is not None:
+            out = self._layout(out)
+        if skip is not None:
+            skip = self._layout(skip)
         for j in range(start, stop):
             if j == 0:
                 out = self.conv1(self._layout(self.input(w.shape[0]).to(w.dtype)), w[:, 0], noise[0])
@@ -227,8 +233,7 @@ class StyleGAN2Generator(nn.Module):
         """The layers from styled conv ``k`` on: ``feature`` enters conv k and ``skip`` is the
         RGB image the layers before it made from ``wplus`` (see :meth:`edit_head`)."""
         w = self._wplus(wplus)
-        out, skip = self._layout(feature), self._layout(skip)  # the same strides however they were made
-        return self._layers(w, self._noise(noise, None), k, self.num_layers, out, skip)[1]
+        return self._layers(w, self._noise(noise, None), k, self.num_layers, feature, skip)[1]
 
     def edit_head(self, w: torch.Tensor, w_edited: torch.Tensor, feature: torch.Tensor, k: int = 5,
                   noise: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

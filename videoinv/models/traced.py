@@ -4,10 +4,11 @@ The point is Python's GIL. An eager model call takes and releases the GIL around
 hundreds of operators, and a thread that wants it back waits until the thread holding it lets
 go, up to the 5 ms switch interval. In a pipelined run other stages hold it often (dlib detects
 and fits landmarks with it held, blending and colour conversion run Python between their array
-calls), so the models stall: one thread of random:256:32 synthesis took 31 ms per face alone and
-1.7 s beside a busy Python thread; random:256 914 ms and 2.6 s. A replayed trace runs the whole
-call in C++ with the GIL released: 37 ms and 946 ms beside the same thread, and 9% faster alone
-for the light model (no Python between the operators).
+calls), so the models stall: one thread of random:256:32 synthesis took 23 ms per face alone and
+1.6 s beside a busy Python thread; random:256 0.47 s and 2.1 s. A replayed trace runs the whole
+call in C++ with the GIL released, the generator's input layout included: 27 ms and 0.47 s
+beside the same thread (benchmarks/traced_calls.py; 62 ms for the light model while the two
+layout copies were still called from Python).
 
 A trace holds one path through the code: it is made per input signature (shapes, strides,
 dtypes, the modulated conv's form) and only where that path is fixed by the signature
