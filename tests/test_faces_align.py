@@ -221,6 +221,29 @@ def test_pasting_the_unmodified_crop_gives_back_the_frame(scene, frame, segments
     assert diff[inside].max() <= 3 and diff[inside].mean() < 0.5
 
 
+def test_alpha_paste_is_the_rounded_mix_of_face_and_frame(scene, frame):
+    quad = quad_from_landmarks(scene.true_landmarks(0, 30))
+    negative = 255 - crop(frame, quad, 512)  # far from the frame everywhere: every weight shows
+    lm = transform_points(scene.true_landmarks(0, 30), quad.frame_to_crop(512))
+    mask = build_mask(lm, 512, MaskSpec(("face",)))
+    out = paste(frame, negative, mask, quad, strength=0.7)
+    x0, y0, x1, y1 = roi = frame_roi(quad, frame.shape)
+    # the mix as documented: in float32, rounded half to even (float64 differs at exact halves,
+    # which strength 0.7 makes common: a weight of 0.7 on an odd difference); the face is warped
+    # here over the whole quad's box, by paste over the mask's support: a warp's fixed-point
+    # coordinates depend on its origin, so an odd value may differ by a level
+    alpha = uncrop(mask, quad, roi, cv2.INTER_LINEAR)[..., None] * np.float32(0.7)
+    face = uncrop(negative, quad, roi).astype(np.float32)
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    expected = np.clip(np.rint(region + (face - region) * alpha), 0, 255)
+    diff = np.abs(out[y0:y1, x0:x1] - expected)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+    assert (alpha > 0.5).mean() > 0.1 and np.abs(out[y0:y1, x0:x1] - region).mean() > 10
+    outside = np.ones(frame.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert (out[outside] == frame[outside]).all()
+
+
 def test_laplacian_and_colour_paste_stay_close(scene, frame):
     quad = quad_from_landmarks(scene.true_landmarks(0, 30))
     face_crop = crop(frame, quad, 512)
