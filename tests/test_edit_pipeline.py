@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -18,8 +19,10 @@ from videoinv.edit.spec import EditSpec, Keyframes, apply_edits
 from videoinv.edit.stages import to_uint8
 from videoinv.faces.quad import frame_roi, uncrop
 from videoinv.models.specs import load_models
+from videoinv.pipeline.jobs import edit_video
 from videoinv.pipeline.runner import Pipeline
 from videoinv.video.reader import Reader
+from videoinv.video.writer import EncodeOptions
 
 from conftest import audio_packets_hash, read_all, video_times
 
@@ -125,6 +128,37 @@ def test_segment_restricted_edit_touches_only_the_mouth(small_clips, tmp_path):
         assert (diff[mask == 0] == 0).all(), rec.index  # outside the dilated mouth: the source, exactly
         inside_changed += int((diff[mask > 0.5] > 0).mean() > 0.5)
     assert inside_changed >= len(records) - 2  # inside it changes (the first frames fade in)
+
+
+def _yuv_planes(path) -> list[list[np.ndarray]]:
+    with av.open(str(path)) as container:
+        return [[np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width].copy() for p in frame.planes]
+                for frame in container.decode(video=0)]
+
+
+def test_pixels_away_from_the_pasted_faces_keep_the_sources_own_yuv(small_clips, tmp_path):
+    out_path = tmp_path / "lossless.mp4"  # x264 at CRF 0 is lossless: what we hand it comes back
+    summary = edit_video(small_clips["moving"], out_path, edits=["sefa0=4"], model=MODEL,
+                         encode=EncodeOptions(codec="libx264", crf=0))
+    records, _ = run_chain(small_clips["moving"], f"detect,align=size=64,invert={M},edit={M}:sefa0=4,"
+                                                  f"synthesize={M},blend")
+    source, edited = _yuv_planes(small_clips["moving"]), _yuv_planes(out_path)
+    assert len(source) == len(edited) == len(records)
+    with_face = [r for r in records if any(f.edited is not None for f in r.faces)]
+    assert summary["patched"] == len(with_face) > 30 and summary["passed_through"] == len(records) - len(with_face)
+    changed = 0
+    for rec, a, b in zip(records, source, edited):
+        away = np.ones(a[0].shape, bool)  # luma pixels more than 8 away from every face's mask
+        for face in rec.faces:
+            if face.edited is None:
+                continue
+            ys, xs = np.nonzero(frame_mask(face, a[0].shape + (3,)) > 0)
+            away[max(0, ys.min() - 8):ys.max() + 9, max(0, xs.min() - 8):xs.max() + 9] = False
+        assert (a[0][away] == b[0][away]).all(), rec.index
+        for u, v in zip(a[1:], b[1:]):  # chroma at half size: away where all four luma pixels are
+            assert (u[away[::2, ::2] & away[1::2, 1::2]] == v[away[::2, ::2] & away[1::2, 1::2]]).all(), rec.index
+        changed += int(np.abs(a[0][~away].astype(int) - b[0][~away]).mean() > 2)
+    assert changed >= len(with_face) - 2  # the faces themselves were edited (the first frames fade in)
 
 
 def test_two_faces_get_their_own_latents_and_largest_picks_one(small_clips):

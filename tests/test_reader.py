@@ -74,6 +74,24 @@ def test_images_are_lazy_and_read_only_until_replaced(clips):
         assert record.modified and record.source is None
 
 
+def test_a_patch_keeps_the_decoded_frame_and_says_where_the_picture_differs(clips):
+    with Reader(clips.bt709) as r:
+        first, second = next(r.frames(rgb=True)), next(r.frames(rgb=True))
+    edited = first.image.copy()
+    edited[10:20, 30:50] = 0
+    first.patch(edited, [(30, 10, 50, 20)])
+    assert first.image is edited and first.source is not None and first.modified
+    assert first.changed == [(30, 10, 50, 20)]
+    first.patch(edited.copy(), [(0, 0, 4, 4)])  # boxes add up
+    assert first.changed == [(30, 10, 50, 20), (0, 0, 4, 4)]
+    first.image = edited  # replaced as a whole: nothing left to pass through
+    assert first.source is None and first.changed == []
+    first.patch(edited.copy(), [(0, 0, 4, 4)])
+    assert first.source is None and first.changed == []
+    second.patch(second.image.copy(), [])  # no box: the picture still is the decoded one
+    assert second.source is not None and second.changed == [] and not second.modified
+
+
 def _peak_rss_mb(code: str) -> float:
     script = f"import resource\n{code}\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
     out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)

@@ -79,6 +79,7 @@ def test_a_pipelined_cpu_run_decodes_and_converts_without_ffmpeg_helper_threads(
     monkeypatch.setattr(Reader, "__init__", watch(Reader.__init__))
     monkeypatch.setattr(Reader, "to_rgb", watch(Reader.to_rgb))
     monkeypatch.setattr(Writer, "_from_rgb", watch(Writer._from_rgb))
+    monkeypatch.setattr(Writer, "_patched", watch(Writer._patched))  # the faces' rectangles alone
     edited_frames(clip, tmp_path / "a.mp4", threaded=True)
     # the reader opened (its decoder's threads chosen then), 24 frames decoded and 24 encoded
     assert len(seen) == 49 and set(seen) == {("Reader", False, 1), ("Writer", False, 1)}

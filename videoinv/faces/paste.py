@@ -48,8 +48,10 @@ def _laplacian_blend(a: np.ndarray, b: np.ndarray, mask: np.ndarray, levels: int
 
 
 def paste(frame: np.ndarray, crop_image: np.ndarray, mask: np.ndarray, quad: Quad, mode: str = "alpha",
-          colour: bool = False, strength: float = 1.0) -> np.ndarray:
-    """A new frame with ``crop_image`` [S,S,3] pasted through ``mask`` [S,S] (times ``strength``)."""
+          colour: bool = False, strength: float = 1.0, boxes: list | None = None) -> np.ndarray:
+    """A new frame with ``crop_image`` [S,S,3] pasted through ``mask`` [S,S] (times ``strength``).
+    ``boxes``: a list to which the rectangle that may have changed is appended, ``(x0, y0, x1,
+    y1)``; every pixel outside it is the frame's own."""
     out = frame.copy()
     roi = frame_roi(quad, frame.shape)
     x0, y0, x1, y1 = roi
@@ -65,6 +67,8 @@ def paste(frame: np.ndarray, crop_image: np.ndarray, mask: np.ndarray, quad: Qua
         x0, y0, x1, y1 = roi = (x0 + bx, y0 + by, x0 + bx + bw, y0 + by + bh)
     face = uncrop(np.ascontiguousarray(crop_image), quad, roi)
     region = frame[y0:y1, x0:x1]
+    if boxes is not None:
+        boxes.append(roi)
     if colour:
         face = match_colour(face, region, (alpha > 0.05) & (alpha < 0.6))
     if mode == "alpha":

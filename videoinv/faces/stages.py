@@ -17,7 +17,7 @@ from .detect import face_descriptor, landmarks68
 from .face import Face
 from .masks import SEGMENTS, MaskSpec, build_mask
 from .paste import paste
-from .quad import Quad, crop, quad_from_landmarks, transform_points
+from .quad import Quad, crop, frame_roi, quad_from_landmarks, transform_points
 from .smooth import TrackSignals
 from .track import FaceTracker
 
@@ -323,18 +323,20 @@ class Blend(Stage):
             if faces and self.mode == "alpha" and not self.colour and all(_on_device(f.edited) for f in faces):
                 downloads.append((record, self._paste_on_device(record, faces)))
                 continue
-            image = None
+            image, boxes = None, []
             for face in faces:
                 if _on_device(face.edited):
                     face.edited = face.edited.permute(1, 2, 0).cpu().byte().numpy()
                 face.mask = self.mask_for(face, record)
                 image = paste(record.image if image is None else image, face.edited, face.mask, face.quad,
-                              self.mode, self.colour, strength=face.fade)
+                              self.mode, self.colour, strength=face.fade, boxes=boxes)
             if image is not None:
-                record.image = image
+                record.patch(image, boxes)  # the writer converts only these rectangles from RGB
             record.device_image = None
         for record, download in downloads:  # the copies ran while later frames were pasted
-            record.image = download.result()
+            image = download.result()
+            record.patch(image, [frame_roi(f.quad, image.shape) for f in record.faces
+                                 if f.edited is not None and f.quad is not None])
         return batch
 
     def _paste_on_device(self, record: FrameRecord, faces: list[Face]):

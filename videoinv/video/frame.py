@@ -19,12 +19,14 @@ class FrameRecord:
 
     A record read from a video also keeps the decoded frame (``source``); its RGB ``image`` is
     made on first use and is **read-only**. A stage that changes the picture assigns a new array
-    (``record.image = edited``); records whose picture no stage replaced are encoded from the
-    decoded frame directly, with no RGB round trip (see ``Writer``).
+    (``record.image = edited``), or, where it changed only some rectangles, hands those over with
+    it (``record.patch(edited, boxes)``). Records whose picture no stage replaced are encoded
+    from the decoded frame directly, with no RGB round trip, and patched ones from the decoded
+    frame with only the ``changed`` rectangles converted from RGB (see ``Writer``).
     """
 
     __slots__ = ("index", "pts", "time_base", "duration", "faces", "_image", "_source", "_to_rgb",
-                 "modified", "device_image")
+                 "modified", "changed", "device_image")
 
     def __init__(self, index: int, pts: int, time_base: Fraction, image: np.ndarray | None = None,
                  duration: int | None = None, faces: list | None = None, source: Any = None,
@@ -40,6 +42,7 @@ class FrameRecord:
         self._source = source
         self._to_rgb = to_rgb
         self.modified = False
+        self.changed: list[tuple[int, int, int, int]] = []  # (x0, y0, x1, y1) where image differs from source
         self.device_image = None  # [3,H,W] uint8 tensor on the model device while stages work on it
 
     @property
@@ -54,11 +57,25 @@ class FrameRecord:
     def image(self, value: np.ndarray) -> None:
         self._image = value
         self._source = None
+        self.changed = []
         self.modified = True
+
+    def patch(self, image: np.ndarray, boxes) -> None:
+        """Replace the picture with ``image``, which equals the current one outside ``boxes``
+        (``(x0, y0, x1, y1)`` pixel rectangles, ends exclusive): the decoded frame is kept for
+        the rest. Without boxes nothing changed; a picture already replaced stays replaced."""
+        boxes = [tuple(int(v) for v in box) for box in boxes]
+        if self._source is None:
+            self.image = image
+            return
+        self._image = image
+        self.changed = self.changed + boxes
+        self.modified = self.modified or bool(boxes)
 
     @property
     def source(self) -> Any:
-        """The decoded frame this record's picture still equals, or None."""
+        """The decoded frame this record's picture still equals outside ``changed`` (all of it
+        when that is empty), or None."""
         return self._source
 
     def load(self) -> FrameRecord:

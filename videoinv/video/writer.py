@@ -135,6 +135,21 @@ def encoded_size(width: int, height: int, pix_fmt: str, odd: str = "pad") -> tup
     return w, h
 
 
+def _plane(plane) -> np.ndarray:
+    """A frame's plane as a [height, width] uint8 array over its memory (no copy)."""
+    rows = np.frombuffer(plane, np.uint8)[:plane.height * plane.line_size]
+    return rows.reshape(plane.height, plane.line_size)[:, :plane.width]
+
+
+def _copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
+    """A new frame with ``frame``'s pixels and colour tags (8-bit formats)."""
+    out = av.VideoFrame(frame.width, frame.height, frame.format.name)
+    for target, source in zip(out.planes, frame.planes):
+        _plane(target)[:] = _plane(source)
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range
+    return out
+
+
 class Writer:
     """Write :class:`FrameRecord` images to ``path``.
 
@@ -211,6 +226,7 @@ class Writer:
         # each time (a third of all threads a pipelined run created, each faulting its stack in)
         self._rgb_converter = av.video.reformatter.VideoReformatter()
         self._source_converter = av.video.reformatter.VideoReformatter()  # decoded frames to pix_fmt
+        self._patch_converter = av.video.reformatter.VideoReformatter()  # changed rectangles to pix_fmt
         self._convert = {} if self.colour.matrix == "rgb" else dict(
             dst_colorspace=self.colour.sws_matrix, src_color_range=2,
             dst_color_range=self.colour.range_tag,
@@ -225,6 +241,7 @@ class Writer:
             and source_colour.range == self.colour.range
             and (source.coded_width, source.coded_height) == self.size == self.src_size)
         self.frames_passed_through = 0
+        self.frames_patched = 0
         self._last_pts: int | None = None
         self._end_pts: int | None = None
         self._shift = round(self.offset / self.time_base)
@@ -234,7 +251,7 @@ class Writer:
     def write(self, record: FrameRecord) -> None:
         """Encode one frame at its own timestamp."""
         if self._passthrough and record.source is not None:
-            frame = self._from_source(record.source)
+            frame = self._patched(record) if record.changed else self._from_source(record.source)
         else:
             frame = self._from_rgb(record)
         pts = self._pts(record)
@@ -256,7 +273,7 @@ class Writer:
         return self._rgb_converter.reformat(frame, format=self.stream.pix_fmt,
                                             threads=helpers.swscale_threads(), **self._convert)
 
-    def _from_source(self, frame: av.VideoFrame) -> av.VideoFrame:
+    def _from_source(self, frame: av.VideoFrame, count: bool = True) -> av.VideoFrame:
         """The decoded picture itself, in the output's pixel format (no RGB round trip)."""
         if frame.format.name != self.stream.pix_fmt:
             rng = self.colour.range_tag
@@ -266,7 +283,40 @@ class Writer:
                                                     dst_colorspace=self.colour.sws_matrix, src_color_range=rng,
                                                     dst_color_range=rng)
         frame.pict_type = av.video.frame.PictureType.NONE  # libx264 would copy the source's GOP
-        self.frames_passed_through += 1
+        self.frames_passed_through += count
+        return frame
+
+    def _patched(self, record: FrameRecord) -> av.VideoFrame:
+        """The decoded picture with only the record's ``changed`` rectangles converted from RGB:
+        every other pixel keeps the source's own values (no round trip through RGB, which moves
+        values by a level here and there and filters the chroma again), and the conversion costs
+        only those rectangles (a face: a few percent of a 720p frame). Pixel formats other than
+        8-bit planar YUV take the whole frame from RGB."""
+        decoded = record.source
+        frame = self._from_source(decoded, count=False)
+        fmt = frame.format
+        if not (fmt.is_planar and not fmt.is_rgb and len(frame.planes) == 3
+                and all(c.bits == 8 and not c.is_alpha for c in fmt.components)):
+            return self._from_rgb(record)
+        if frame is decoded:  # the decoder may still predict from it: write into a copy
+            frame = _copy_frame(decoded)
+        planes = [_plane(p) for p in frame.planes]
+        sx, sy = planes[0].shape[1] // planes[1].shape[1], planes[0].shape[0] // planes[1].shape[0]
+        h, w = planes[0].shape
+        for x0, y0, x1, y1 in record.changed:
+            # whole chroma samples, and a margin of unchanged pixels so that the chroma filter
+            # of the changed ones sees their real neighbours rather than a repeated edge
+            x0, y0 = max(0, (x0 - 2 * sx) // sx * sx), max(0, (y0 - 2 * sy) // sy * sy)
+            x1, y1 = min(w, -(-(x1 + 2 * sx) // sx) * sx), min(h, -(-(y1 + 2 * sy) // sy) * sy)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(record.image[y0:y1, x0:x1]), format="rgb24")
+            # one slice: a face's rectangle is too small for swscale's threads to pay
+            part = self._patch_converter.reformat(rgb, format=fmt.name, threads=1, **self._convert)
+            for i, (target, source) in enumerate(zip(planes, part.planes)):
+                px, py = (x0, y0) if i == 0 else (x0 // sx, y0 // sy)
+                target[py:py + source.height, px:px + source.width] = _plane(source)
+        self.frames_patched += 1
         return frame
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
