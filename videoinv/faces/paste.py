@@ -1,9 +1,9 @@
 """Pasting an (edited) aligned crop back into its frame.
 
 The crop and its mask are warped back with the inverse of the alignment transform (bicubic for
-the picture, bilinear for the mask),
-over the quad's bounding box only (for ``alpha`` the picture over the mask's support within it). ``alpha`` blending mixes in float and rounds; pixels where the
-warped mask is exactly zero are copied unchanged. ``laplacian`` blending mixes band-pass
+the picture, bilinear for the mask), over the quad's bounding box only (for ``alpha`` the picture
+over the bounding box of the mask's support within it). ``alpha`` blending mixes in float32 and
+rounds; pixels where the warped mask is exactly zero are copied unchanged. ``laplacian`` blending mixes band-pass
 pyramids under a Gaussian pyramid of the mask (softer seams for colour differences) and then
 keeps every pixel outside the dilated mask support unchanged. ``colour`` matching first shifts
 the pasted face's colour statistics (Lab mean and spread, measured on the mask's soft edge) to
