@@ -240,6 +240,11 @@ class Writer:
             and self.colour.matrix != "rgb" and source_colour.matrix == self.colour.matrix
             and source_colour.range == self.colour.range
             and (source.coded_width, source.coded_height) == self.size == self.src_size)
+        # edited frames can take the decoded picture with only their changed rectangles
+        # converted, where the output's pixels are 8-bit planar YUV (written into by plane)
+        fmt = av.VideoFormat(pix_fmt)
+        self._patchable = (self._passthrough and not fmt.is_rgb and all(c.bits == 8 for c in fmt.components)
+                           and len({c.plane for c in fmt.components}) == len(fmt.components) == 3)
         self.frames_passed_through = 0
         self.frames_patched = 0
         self._last_pts: int | None = None
@@ -250,8 +255,12 @@ class Writer:
     # -- writing --------------------------------------------------------------------------------
     def write(self, record: FrameRecord) -> None:
         """Encode one frame at its own timestamp."""
-        if self._passthrough and record.source is not None:
-            frame = self._patched(record) if record.changed else self._from_source(record.source)
+        if self._passthrough and record.source is not None and not record.changed:
+            frame = self._from_source(record.source)
+            self.frames_passed_through += 1
+        elif self._patchable and record.source is not None:
+            frame = self._patched(record)
+            self.frames_patched += 1
         else:
             frame = self._from_rgb(record)
         pts = self._pts(record)
@@ -273,7 +282,7 @@ class Writer:
         return self._rgb_converter.reformat(frame, format=self.stream.pix_fmt,
                                             threads=helpers.swscale_threads(), **self._convert)
 
-    def _from_source(self, frame: av.VideoFrame, count: bool = True) -> av.VideoFrame:
+    def _from_source(self, frame: av.VideoFrame) -> av.VideoFrame:
         """The decoded picture itself, in the output's pixel format (no RGB round trip)."""
         if frame.format.name != self.stream.pix_fmt:
             rng = self.colour.range_tag
@@ -283,21 +292,16 @@ class Writer:
                                                     dst_colorspace=self.colour.sws_matrix, src_color_range=rng,
                                                     dst_color_range=rng)
         frame.pict_type = av.video.frame.PictureType.NONE  # libx264 would copy the source's GOP
-        self.frames_passed_through += count
         return frame
 
     def _patched(self, record: FrameRecord) -> av.VideoFrame:
         """The decoded picture with only the record's ``changed`` rectangles converted from RGB:
         every other pixel keeps the source's own values (no round trip through RGB, which moves
         values by a level here and there and filters the chroma again), and the conversion costs
-        only those rectangles (a face: a few percent of a 720p frame). Pixel formats other than
-        8-bit planar YUV take the whole frame from RGB."""
+        only those rectangles (a face: a few percent of a 720p frame). For 8-bit planar YUV
+        output (``_patchable``); other formats take the whole frame from RGB."""
         decoded = record.source
-        frame = self._from_source(decoded, count=False)
-        fmt = frame.format
-        if not (fmt.is_planar and not fmt.is_rgb and len(frame.planes) == 3
-                and all(c.bits == 8 and not c.is_alpha for c in fmt.components)):
-            return self._from_rgb(record)
+        frame = self._from_source(decoded)
         if frame is decoded:  # the decoder may still predict from it: write into a copy
             frame = _copy_frame(decoded)
         planes = [_plane(p) for p in frame.planes]
@@ -312,11 +316,10 @@ class Writer:
                 continue
             rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(record.image[y0:y1, x0:x1]), format="rgb24")
             # one slice: a face's rectangle is too small for swscale's threads to pay
-            part = self._patch_converter.reformat(rgb, format=fmt.name, threads=1, **self._convert)
+            part = self._patch_converter.reformat(rgb, format=self.stream.pix_fmt, threads=1, **self._convert)
             for i, (target, source) in enumerate(zip(planes, part.planes)):
                 px, py = (x0, y0) if i == 0 else (x0 // sx, y0 // sy)
                 target[py:py + source.height, px:px + source.width] = _plane(source)
-        self.frames_patched += 1
         return frame
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
