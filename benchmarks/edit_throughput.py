@@ -71,8 +71,14 @@ def main() -> int:
     ap.add_argument("--size", default="1280x720", help="the clip's WIDTHxHEIGHT")
     ap.add_argument("--out", type=Path, default=RESULTS / "edit_throughput.json")
     args = ap.parse_args()
-    width, height = (int(v) for v in args.size.lower().split("x"))
     from videoinv import samples
+    from videoinv.errors import VideoinvError
+    from videoinv.video.timing import parse_size
+
+    try:
+        width, height = parse_size(args.size)
+    except VideoinvError as err:
+        ap.error(str(err))
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="videoinv-edit-") as tmp:
