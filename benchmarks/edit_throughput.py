@@ -79,6 +79,8 @@ def main() -> int:
         width, height = parse_size(args.size)
     except VideoinvError as err:
         ap.error(str(err))
+    if width % 2 or height % 2:
+        ap.error(f"--size {args.size}: the clip is 4:2:0 video, so its width and height must be even")
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="videoinv-edit-") as tmp:
