@@ -8,9 +8,10 @@ blend, encode) on a generated single-face clip (``--size``, 720p by default: a 4
 grows with the frame rather than with the face), in a fresh process so peak RSS is the run's own;
 the busy seconds of every stage (time spent in its process/flush calls, decoding and encoding
 included; in a pipelined run they overlap, so their sum exceeds the wall time), and the CPU
-seconds of the decoder's whole-frame YUV -> RGB conversions (part of decode's time, counted on
-the decoding thread, so without swscale's helper threads where FFmpeg runs them, as in copy: the
-work a reader that converted only what the stages read would save). The
+seconds of the YUV -> RGB conversions, on whichever thread makes them (swscale's helper threads,
+where FFmpeg runs them, as in copy, left out): of whole frames (by the decoder where a stage
+wants whole pictures; else by the stage that does, such as detection every few frames) and of
+regions (what the stages read of the other frames: the faces' surroundings). The
 baseline, run the same way first, is `edit --chain copy` with every frame decoded to RGB and
 encoded again: each model's fps is also given as a fraction of it, and its peak memory as the
 excess over it. Random weights (speed does not depend on the values). Prints a table and writes
@@ -35,16 +36,20 @@ from videoinv.edit.recipe import EditOptions
 from videoinv.pipeline import jobs
 from videoinv.pipeline.runner import Pipeline
 from videoinv.video.reader import Reader
+from videoinv.video.regions import RegionConverter
 clip, out, model, device = sys.argv[1:5]
-made, rgb = [], [0.0]
-to_rgb = Reader.to_rgb
-def timed_rgb(self, frame):
-    t = time.thread_time()  # CPU seconds of this thread: swscale's own threads, if any, are left out
-    try:
-        return to_rgb(self, frame)
-    finally:
-        rgb[0] += time.thread_time() - t
-Reader.to_rgb = timed_rgb
+made, rgb = [], [0.0, 0.0, 0]
+def timed(fn, slot):
+    def call(*a, **k):
+        t = time.thread_time()  # CPU seconds of this thread: swscale's own threads, if any, are left out
+        try:
+            return fn(*a, **k)
+        finally:
+            rgb[slot] += time.thread_time() - t
+            rgb[2] += slot
+    return call
+Reader.to_rgb = timed(Reader.to_rgb, 0)
+RegionConverter._convert = timed(RegionConverter._convert, 1)
 real = Pipeline.__init__
 def keep(self, *a, **k):
     real(self, *a, **k)
@@ -59,6 +64,7 @@ else:
 wall = time.perf_counter() - t
 stages = {k: round(v, 3) for k, v in made[-1].seconds.items()}
 print(json.dumps({"frames": summary["frames"], "wall_s": round(wall, 3), "stage_s": stages, "rgb_cpu_s": round(rgb[0], 3),
+                  "region_rgb_cpu_s": round(rgb[1], 3), "regions": rgb[2],
                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 """
 
@@ -104,7 +110,8 @@ def main() -> int:
             busy = ", ".join(f"{k.split('#')[0]} {v:.1f}s" for k, v in row["stage_s"].items()) or "no stages"
             print(f"{model:>12}: {row['fps']:6.2f} fps (x{row['fps_vs_copy']:.4f} of copy), peak "
                   f"{row['peak_rss_mb']:7.1f} MB (+{row['rss_over_copy_mb']:.0f}), {busy}, "
-                  f"{row['busy_sum_s']:.1f}s busy in {row['wall_s']:.1f}s; whole-frame RGB {row['rgb_cpu_s']:.1f} CPU s",
+                  f"{row['busy_sum_s']:.1f}s busy in {row['wall_s']:.1f}s; whole-frame RGB {row['rgb_cpu_s']:.1f} CPU s, "
+                  f"{row['regions']} regions {row['region_rgb_cpu_s']:.1f} CPU s",
                   flush=True)
     report = {"benchmark": "edit_throughput", "size": f"{width}x{height}", "frames": args.frames, "device": args.device,
               "cpus": os.cpu_count(), "rows": rows}

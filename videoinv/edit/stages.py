@@ -179,6 +179,7 @@ class Invert(Stage):
 
     def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype, parallel, compile, trace):
         self.models = _models(model, device)
+        self.reads_parts = self.models.device.type == "cpu"  # on a GPU it crops from uploaded whole frames
         encoder = inference_encoder(self.models.E)  # its BatchNorms folded into the convs
         if compile != "off":
             self.encoder = compiled_encoder(encoder, compile)
@@ -270,6 +271,7 @@ class Edit(Stage):
     """Move every face's W+ along directions: edit=smile=1.5|age@0-7=-2 (keyframes: quote them)."""
 
     name = "edit"
+    reads_parts = True
     extra_keys = True
     params = (
         Param("model", model_spec, "fse", "the model (its generator: layer count, computed directions)",
@@ -310,6 +312,7 @@ class Synthesize(Stage):
     at a time, ``parallel`` of those blocks side by side."""
 
     name = "synthesize"
+    reads_parts = True
     params = (
         Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
         Param("device", str, "auto", "auto, cpu or cuda"),
@@ -426,6 +429,7 @@ class Latents(Stage):
     """Replay a latent cache (videoinv invert): faces, smoothed quads, masks' landmarks, W+ and F."""
 
     name = "latents"
+    reads_parts = True
     params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu or cuda"))
 
     def __init__(self, path, device):

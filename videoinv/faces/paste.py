@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..video.frame import as_picture
 from .quad import Quad, frame_roi, uncrop
 
 
@@ -53,22 +54,39 @@ def paste(frame: np.ndarray, crop_image: np.ndarray, mask: np.ndarray, quad: Qua
     ``boxes``: a list to which the rectangle that may have changed is appended, ``(x0, y0, x1,
     y1)``; every pixel outside it is the frame's own."""
     out = frame.copy()
-    roi = frame_roi(quad, frame.shape)
+    pasted = paste_region(frame, crop_image, mask, quad, mode, colour, strength)
+    if pasted is not None:
+        (x0, y0, x1, y1), pixels = pasted
+        out[y0:y1, x0:x1] = pixels
+        if boxes is not None:
+            boxes.append((x0, y0, x1, y1))
+    return out
+
+
+def paste_region(picture, crop_image: np.ndarray, mask: np.ndarray, quad: Quad, mode: str = "alpha",
+                 colour: bool = False, strength: float = 1.0):
+    """``(box, pixels)``: the rectangle of the frame that pasting ``crop_image`` [S,S,3] through
+    ``mask`` [S,S] (times ``strength``) may change, ``(x0, y0, x1, y1)``, and its new pixels; None
+    where nothing changes. ``picture``: an RGB array or a FrameRecord (only that rectangle is
+    read)."""
+    picture = as_picture(picture)
+    w, h = picture.size
+    roi = frame_roi(quad, (h, w))
     x0, y0, x1, y1 = roi
     if x1 <= x0 or y1 <= y0 or strength <= 0:
-        return out
+        return None
     alpha = uncrop(np.ascontiguousarray(mask, np.float32), quad, roi, cv2.INTER_LINEAR) * float(strength)
     support = alpha > 0
     if not support.any():
-        return out
+        return None
     if mode == "alpha":  # only the mask's support changes: warp and mix over its bounding box
         bx, by, bw, bh = cv2.boundingRect(support.view(np.uint8))
         alpha = alpha[by:by + bh, bx:bx + bw]
         x0, y0, x1, y1 = roi = (x0 + bx, y0 + by, x0 + bx + bw, y0 + by + bh)
+    elif mode != "laplacian":
+        raise ValueError(f"blend mode must be alpha or laplacian, not {mode!r}")
     face = uncrop(np.ascontiguousarray(crop_image), quad, roi)
-    region = frame[y0:y1, x0:x1]
-    if boxes is not None:
-        boxes.append(roi)
+    region = picture.region(roi)
     if colour:
         face = match_colour(face, region, (alpha > 0.05) & (alpha < 0.6))
     if mode == "alpha":
@@ -77,15 +95,11 @@ def paste(frame: np.ndarray, crop_image: np.ndarray, mask: np.ndarray, quad: Qua
         # Where alpha is 0 the sum is the region's own value, so those pixels stay unchanged.
         a = cv2.merge([alpha, alpha, alpha])
         mixed = cv2.add(region.astype(np.float32), cv2.multiply(cv2.subtract(face, region, dtype=cv2.CV_32F), a))
-        out[y0:y1, x0:x1] = cv2.convertScaleAbs(mixed)  # |x| is x: a convex mix of 0..255 is not negative
-        return out
-    if mode != "laplacian":
-        raise ValueError(f"blend mode must be alpha or laplacian, not {mode!r}")
+        return roi, cv2.convertScaleAbs(mixed)  # |x| is x: a convex mix of 0..255 is not negative
     f, r = face.astype(np.float32), region.astype(np.float32)
     levels = int(max(1, min(5, np.log2(max(min(x1 - x0, y1 - y0), 2)) - 3)))
     inside = uncrop(np.ones(mask.shape, np.float32), quad, roi, cv2.INTER_LINEAR) > 0.999
     f = np.where(inside[..., None], f, r)  # no black beyond the crop's edge in the coarse bands
     mixed = _laplacian_blend(r, f, alpha, levels)
     reach = cv2.dilate(support.astype(np.uint8), np.ones((2 ** levels * 2 + 1,) * 2, np.uint8)) > 0
-    out[y0:y1, x0:x1] = np.where(reach[..., None], np.clip(np.rint(mixed), 0, 255), region).astype(np.uint8)
-    return out
+    return roi, np.where(reach[..., None], np.clip(np.rint(mixed), 0, 255), region).astype(np.uint8)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..video.frame import as_picture, placed
+
 
 @dataclass(frozen=True)
 class Quad:
@@ -84,29 +86,39 @@ def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return points @ matrix[:, :2].T + matrix[:, 2]
 
 
-def crop(image: np.ndarray, quad: Quad, size: int, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
-    """The aligned square crop [size,size,C] of ``image`` (reflect padding outside the frame)."""
+def crop(picture, quad: Quad, size: int, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """The aligned square crop [size,size,C] of ``picture`` (reflect padding outside the frame):
+    an RGB array, or a FrameRecord, of which only the quad's surroundings are read unless the
+    quad leaves the frame."""
+    picture = as_picture(picture)
+    w, h = picture.size
     shrink = int(np.floor(quad.size / size * 0.5))
     if shrink > 1:  # reduce the region around the quad first, by an integer factor, with area averaging
-        h, w = image.shape[:2]
         lo = np.floor(quad.corners().min(0)).astype(int) - shrink
         hi = np.ceil(quad.corners().max(0)).astype(int) + shrink + 1
         x0, y0 = max(0, lo[0] - lo[0] % shrink), max(0, lo[1] - lo[1] % shrink)
         x1, y1 = min(w, hi[0]), min(h, hi[1])
-        region = image[y0:y1, x0:x1]
-        rw, rh = region.shape[1] // shrink, region.shape[0] // shrink
+        rw, rh = (x1 - x0) // shrink, (y1 - y0) // shrink
         if rw >= 2 and rh >= 2:
-            region = cv2.resize(region[:rh * shrink, :rw * shrink], (rw, rh), interpolation=cv2.INTER_AREA)
+            region = picture.region((x0, y0, x0 + rw * shrink, y0 + rh * shrink))
+            region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
             # pixel centres: small (i) = region (i*s + (s-1)/2)
             offset = np.array([x0, y0]) + (shrink - 1) / 2
             small = Quad((quad.c - offset) / shrink, quad.x / shrink, quad.y / shrink)
             return _warp(region, small, size, interpolation)  # region edges off the frame edge lie outside the quad
-    return _warp(image, quad, size, interpolation)
+    # the samples lie inside the quad, and bicubic reads up to 2 pixels beyond each: where the
+    # quad and that reach stay in the frame, its bounding box is all the warp reads
+    x0, y0 = np.floor(quad.corners().min(0)).astype(int) - 4
+    x1, y1 = np.ceil(quad.corners().max(0)).astype(int) + 5
+    if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h and not picture.has_image:
+        box = (x0, y0, x1, y1)
+        with placed(picture.region(box), box, (w, h)) as frame:
+            return _warp(frame, quad, size, interpolation)
+    return _warp(picture.image, quad, size, interpolation)
 
 
 def _warp(image, quad: Quad, size: int, interpolation: int) -> np.ndarray:
-    matrix = quad.crop_to_frame(size)
-    return cv2.warpAffine(image, matrix, (size, size), flags=interpolation | cv2.WARP_INVERSE_MAP,
+    return cv2.warpAffine(image, quad.crop_to_frame(size), (size, size), flags=interpolation | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_REFLECT_101)
 
 

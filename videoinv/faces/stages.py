@@ -16,7 +16,7 @@ from ..video.frame import FrameRecord
 from .detect import face_descriptor, landmarks68
 from .face import Face
 from .masks import SEGMENTS, MaskSpec, build_mask
-from .paste import paste
+from .paste import paste_region
 from .quad import Quad, crop, frame_roi, quad_from_landmarks, transform_points
 from .smooth import TrackSignals
 from .track import FaceTracker
@@ -43,6 +43,7 @@ class Detect(Stage):
     """Find and track every face: dlib HOG (or another detector) every N frames, landmarks always."""
 
     name = "detect"
+    reads_parts = True
     params = (
         Param("every", int, 5, "run the detector every N frames (and whenever tracking is unsure)"),
         Param("model", str, "hog", "detector: hog, cnn, or a plugin's (retinaface)"),
@@ -98,7 +99,7 @@ class Detect(Stage):
                 continue
             if self.pool is not None:
                 self.pool.at(record.index)
-            faces = self._choose(record, self.tracker.update(record.image, record.index))
+            faces = self._choose(record, self.tracker.update(record, record.index))
             if self._recording is not None:
                 self._recording[record.index] = [_fresh(f) for f in faces]
             record.faces = faces
@@ -166,6 +167,7 @@ class Align(Stage):
     """FFHQ-align every face: smoothed quads (streaming look-ahead or offline), crops, fades."""
 
     name = "align"
+    reads_parts = True
     params = (
         Param("size", int, 1024, "crop size (the generator's resolution)"),
         Param("smooth", _smooth_mode, "stream", "stream (look-ahead), offline (two passes), none, or a "
@@ -248,7 +250,7 @@ class Align(Stage):
             face.fade = self._fade(face.track_id, t, horizon)
             face.extra["crop_size"] = self.size
             if self.crops:
-                face.crop = crop(record.image, quad, self.size)
+                face.crop = crop(record, quad, self.size)
         return record
 
     def _fade(self, track: int, t: int, horizon: int | None) -> float:
@@ -280,6 +282,7 @@ class Blend(Stage):
     """Paste edited faces back through segment masks (alpha or Laplacian, optional colour match)."""
 
     name = "blend"
+    reads_parts = True
     params = (
         Param("segments", _segments, ["face"], "segments to paste: " + ", ".join(SEGMENTS), multiple=True,
               kind="segment"),
@@ -312,7 +315,7 @@ class Blend(Stage):
         segments = None
         if self.parser is not None:
             if face.crop is None and record is not None:  # aligned on the GPU: the parser wants a crop here
-                face.crop = crop(record.image, face.quad, face.extra.get("crop_size", size))
+                face.crop = crop(record, face.quad, face.extra.get("crop_size", size))
             segments = self.parser.segments(face.crop, size)
         return build_mask(landmarks, size, self.spec, segments)
 
@@ -323,15 +326,14 @@ class Blend(Stage):
             if faces and self.mode == "alpha" and not self.colour and all(_on_device(f.edited) for f in faces):
                 downloads.append((record, self._paste_on_device(record, faces)))
                 continue
-            image, boxes = None, []
             for face in faces:
                 if _on_device(face.edited):
                     face.edited = face.edited.permute(1, 2, 0).cpu().byte().numpy()
                 face.mask = self.mask_for(face, record)
-                image = paste(record.image if image is None else image, face.edited, face.mask, face.quad,
-                              self.mode, self.colour, strength=face.fade, boxes=boxes)
-            if image is not None:
-                record.patch(image, boxes)  # the writer converts only these rectangles from RGB
+                pasted = paste_region(record, face.edited, face.mask, face.quad, self.mode, self.colour,
+                                      strength=face.fade)
+                if pasted is not None:
+                    record.patch_region(*pasted)  # the writer converts only these rectangles from RGB
             record.device_image = None
         for record, download in downloads:  # the copies ran while later frames were pasted
             image = download.result()

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..video.frame import as_picture, placed
 from .detect import Detection, landmark_box, landmarks68
 from .face import Face
 
@@ -34,14 +35,26 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def face_patch(gray: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """A 32x32 grey patch of the face, aligned by eyes and mouth, zero mean and unit norm."""
+def face_patch(picture, landmarks: np.ndarray) -> np.ndarray:
+    """A 32x32 grey patch of the face, aligned by eyes and mouth, zero mean and unit norm.
+    ``picture``: a FrameRecord (only the part the patch covers is read) or an RGB array."""
+    picture = as_picture(picture)
     eye_l, eye_r = landmarks[EYE_L].mean(0), landmarks[EYE_R].mean(0)
     mouth = (landmarks[48] + landmarks[54]) / 2
     src = np.float32([eye_l, eye_r, mouth])
     dst = np.float32([[9, 11], [23, 11], [16, 25]])
-    patch = cv2.warpAffine(gray, cv2.getAffineTransform(src, dst), (PATCH, PATCH), flags=cv2.INTER_AREA,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)
+    to_frame = cv2.getAffineTransform(dst, src)  # the patch's corners in the frame, and 2 pixels more
+    corners = np.array([[0, 0, 1], [PATCH, 0, 1], [0, PATCH, 1], [PATCH, PATCH, 1]], np.float64) @ to_frame.T
+    x0, y0 = np.floor(corners.min(0)).astype(int) - 2
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + 3
+    w, h = picture.size
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((PATCH, PATCH), np.float32)
+    box = (x0, y0, x1, y1)
+    with placed(cv2.cvtColor(np.ascontiguousarray(picture.region(box)), cv2.COLOR_RGB2GRAY), box, (w, h)) as gray:
+        patch = cv2.warpAffine(gray, cv2.getAffineTransform(src, dst), (PATCH, PATCH), flags=cv2.INTER_AREA,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(np.float32)
     patch -= patch.mean()
     norm = float(np.linalg.norm(patch))
     return patch / norm if norm > 1e-6 else patch
@@ -103,8 +116,11 @@ class SceneCuts:
         self.threshold = threshold
         self.last: np.ndarray | None = None
 
-    def __call__(self, gray: np.ndarray) -> bool:
-        thumb = cv2.resize(gray, (64, 36), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    SIZE = (64, 36)
+
+    def __call__(self, thumbnail: np.ndarray) -> bool:
+        """``thumbnail``: the frame's grey ``SIZE`` thumbnail (``FrameRecord.thumbnail``)."""
+        thumb = thumbnail.astype(np.float32).ravel()
         thumb -= thumb.mean()
         thumb /= max(float(np.linalg.norm(thumb)), 1e-6)
         cut = self.last is not None and float(thumb @ self.last) < self.threshold
@@ -127,9 +143,11 @@ class FaceTracker:
         self.detections_run = 0
 
     # -- one frame ---------------------------------------------------------------------------
-    def update(self, image: np.ndarray, index: int) -> list[Face]:
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        if self.cuts(gray):
+    def update(self, picture, index: int) -> list[Face]:
+        """``picture``: the frame, a FrameRecord (between detections the tracker reads only the
+        faces' surroundings and a thumbnail of it) or an RGB array."""
+        picture = as_picture(picture)
+        if self.cuts(picture.thumbnail(SceneCuts.SIZE)):
             self._end_all()
         due = self.last_detection is None or index - self.last_detection >= self.every
         followed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -137,7 +155,7 @@ class FaceTracker:
             for track in self.tracks:
                 if track.missed:  # hidden or lost: wait for the next regular detection
                     continue
-                seen = self._follow(image, gray, track)
+                seen = self._follow(picture, track)
                 if seen is None:
                     due = True  # unsure: look properly
                     break
@@ -147,7 +165,7 @@ class FaceTracker:
             followed = {}
             self.last_detection = index
             self.detections_run += 1
-            faces = self._with_detections(image, gray, self.detector.detect(image))
+            faces = self._with_detections(picture, self.detector.detect(picture.image))
         else:
             self._resolve_collisions(followed)
             for track in self.tracks:
@@ -160,23 +178,23 @@ class FaceTracker:
         self._retire()
         return faces
 
-    def _follow(self, image, gray, track: Track) -> tuple[np.ndarray, np.ndarray] | None:
+    def _follow(self, picture, track: Track) -> tuple[np.ndarray, np.ndarray] | None:
         """Landmarks re-estimated in the predicted box, if they still fit the track."""
         predicted = track.predicted_box()
-        h, w = gray.shape
+        w, h = picture.size
         if predicted[2] <= 0 or predicted[3] <= 0 or predicted[0] >= w or predicted[1] >= h:
             return None
-        landmarks = landmarks68(image, predicted)
+        landmarks = landmarks68(picture, predicted)
         box = track.box_for(landmarks)
         size_ratio = (box[2] - box[0]) / max(predicted[2] - predicted[0], 1.0)
         if iou(box, predicted) < 0.5 or not 0.8 < size_ratio < 1.25:
             return None
-        if float((face_patch(gray, landmarks) * track.template).sum()) < self.min_similarity:
+        if float((face_patch(picture, landmarks) * track.template).sum()) < self.min_similarity:
             return None
         return landmarks, box
 
-    def _with_detections(self, image, gray, detections: list[Detection]) -> list[Face]:
-        h, w = gray.shape
+    def _with_detections(self, picture, detections: list[Detection]) -> list[Face]:
+        w, h = picture.size
         detections = [d for d in detections if _plausible(d.box, w, h)]
         tracks = self.tracks
         matched: dict[int, Detection] = {}
@@ -191,13 +209,13 @@ class FaceTracker:
         for track in tracks:
             det = matched.get(track.id)
             if det is not None:
-                landmarks = landmarks68(image, det.box)
-                track.template = face_patch(gray, landmarks)
+                landmarks = landmarks68(picture, det.box)
+                track.template = face_patch(picture, landmarks)
                 track.box_from_landmarks = _relation(det.box, landmarks)
                 track.observe(landmarks, det.box, crowded=self._crowded(track, det.box))
                 faces.append(Face(track.id, det.box, landmarks, det.score, detected=True))
                 continue
-            seen = self._follow(image, gray, track)  # the detector missed it (turned, blurred...)
+            seen = self._follow(picture, track)  # the detector missed it (turned, blurred...)
             if seen is not None and not any(iou(seen[1], d.box) > 0.3 for d in matched.values()):
                 track.observe(*seen, crowded=self._crowded(track, seen[1]))
                 faces.append(Face(track.id, seen[1], seen[0], float("nan"), detected=False))
@@ -206,10 +224,10 @@ class FaceTracker:
         for det in detections:
             if id(det) in used or any(iou(det.box, f.box) > 0.3 for f in faces):
                 continue
-            landmarks = landmarks68(image, det.box)
+            landmarks = landmarks68(picture, det.box)
             if not _plausible(landmark_box(landmarks), w, h):
                 continue
-            track = Track(self.next_id, landmarks, det.box, face_patch(gray, landmarks), _relation(det.box, landmarks))
+            track = Track(self.next_id, landmarks, det.box, face_patch(picture, landmarks), _relation(det.box, landmarks))
             track.observe(landmarks, det.box)
             self.next_id += 1
             self.tracks.append(track)

@@ -115,7 +115,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
         log.info("first pass: analysing %s", input)
         with reader_cls(input, start=start, end=end, salvage=salvage) as first:
-            pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
+            pipeline.prepass(prefetch(first.frames(rgb=not pipeline.reads_parts), depth=2 * batch_size))
     with ffmpeg_helpers(options is None or options.ffmpeg_helpers()), \
             reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
             torch_threads(threads or (options.torch_threads() if options is not None else None)):
@@ -125,8 +125,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         trimmed = reader.start is not None
         writer: Writer | None = None
         try:
-            # RGB is made on the decoding thread when some stage will look at the pictures
-            rgb = not (pipeline.is_identity and passthrough)
+            # RGB is made on the decoding thread when some stage will look at whole pictures
+            rgb = not (pipeline.is_identity and passthrough) and not pipeline.reads_parts
             with pipeline.stream(timed(reader.frames(rgb=rgb), pipeline.seconds, "decode")) as records:
                 for record in records:
                     t = time.perf_counter()
@@ -272,7 +272,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded)
     if pipeline.needs_prepass:
         with Reader(input, start=start, end=end, salvage=salvage) as first:
-            pipeline.prepass(prefetch(first.frames(rgb=True), depth=2 * batch_size))
+            pipeline.prepass(prefetch(first.frames(rgb=not pipeline.reads_parts), depth=2 * batch_size))
     metadata = {"format": FORMAT, "fingerprint": fingerprint(input, info), "models": model_info(models),
                 "size": models.size, "seed": options.seed if options.seed is not None else 0,
                 "smooth": options.smooth, "latent_smooth": options.latent_smooth, "every": options.every,
@@ -283,7 +283,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
             Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
             torch_threads(threads or options.torch_threads()), \
             LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache, \
-            pipeline.stream(reader.frames(rgb=True)) as records:
+            pipeline.stream(reader.frames(rgb=not pipeline.reads_parts)) as records:
         if on_start is not None:
             on_start(reader)
         for record in records:

@@ -37,6 +37,11 @@ class Pipeline:
         return not self.stages
 
     @property
+    def reads_parts(self) -> bool:
+        """Whether the stages read only parts of pictures (see ``Stage.reads_parts``)."""
+        return bool(self.stages) and all(stage.reads_parts for stage in self.stages)
+
+    @property
     def needs_prepass(self) -> bool:
         return any(stage.needs_prepass for stage in self.stages)
 

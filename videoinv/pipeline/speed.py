@@ -141,28 +141,54 @@ def encode_ceiling(clip: Path, out: Path, encode=None) -> tuple[float, dict]:
 class _Frames:
     """Compares a run's frames with a reference as they come, holding none of them (holding
     every frame would make each new one a fresh allocation and slow the run being measured);
-    with ``keep`` (the frames' shape, [n,H,W,3]) it copies them into one array instead, to be the
-    reference; the array is allocated and its pages touched here, before the run is timed (at
-    720p, 60 frames fault in 40k pages: a third of a second on our machines)."""
+    with ``keep`` it keeps what it needs of them instead, to be the reference. Only the
+    rectangles stages changed are read (``record.changed``; elsewhere a frame is its decoded
+    source, the same in every run): reading whole pictures would convert every frame from YUV,
+    which the edit itself no longer does, and load both modes alike with work outside the edit.
+    A frame whose picture was replaced whole is kept and compared whole."""
 
-    def __init__(self, reference: np.ndarray | None = None, keep: tuple | None = None):
-        self.reference, self.kept, self.n = reference, None, 0
-        if keep:
-            self.kept = np.empty(keep, np.uint8)
-            self.kept.fill(0)
+    def __init__(self, reference: list | None = None, keep: bool = False):
+        self.reference, self.kept, self.n = reference, [] if keep else None, 0
         self.max_diff, self.squared = 0, 0.0
 
     def __call__(self, record) -> None:
-        image = record.image
-        if self.kept is not None:
-            self.kept[self.n] = image
-        if self.reference is not None and self.n < len(self.reference):
-            import cv2  # SIMD, releases the GIL: the comparison barely loads the run it watches
+        import cv2  # SIMD, releases the GIL: the comparison barely loads the run it watches
 
-            reference = self.reference[self.n]
-            self.max_diff = max(self.max_diff, int(cv2.absdiff(image, reference).max()))
-            self.squared += cv2.norm(image, reference, cv2.NORM_L2SQR) / image.size
+        patches = None if record.source is None else [(box, record.region(box).copy()) for box in record.changed]
+        if self.kept is not None:
+            self.kept.append(patches if patches is not None else record.image.copy())
+        if self.reference is not None and self.n < len(self.reference):
+            ours, theirs, size = self._pair(record, patches, self.reference[self.n])
+            if theirs is None and ours is not None:
+                self.max_diff, self.squared = 255, self.squared + 255.0 ** 2
+            elif ours is not None:
+                self.max_diff = max(self.max_diff, int(cv2.absdiff(ours, theirs).max()))
+                self.squared += cv2.norm(ours, theirs, cv2.NORM_L2SQR) / size
         self.n += 1
+
+    @staticmethod
+    def _pair(record, patches, kept):
+        """Our pixels and the reference's where either may differ from the decoded frame, and
+        the frame's size in values (None where neither changed anything)."""
+        w, h = record.size
+        if patches is None or not isinstance(kept, list):  # a picture replaced whole, in either run
+            ours = record.image
+            if not isinstance(kept, list):
+                return ours, kept, ours.size
+            reference = record.unchanged()
+            if reference is None:  # replaced here, patched in the reference: not comparable
+                return ours, None, ours.size
+            for box, pixels in kept:
+                reference.patch_region(box, pixels)
+            return ours, reference.image, ours.size
+        boxes = [box for box, _ in patches] + [box for box, _ in kept]
+        if not boxes:
+            return None, None, w * h * 3
+        box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+        reference = record.unchanged()
+        for patch_box, pixels in kept:
+            reference.patch_region(patch_box, pixels)
+        return record.region(box), reference.region(box), w * h * 3
 
     def psnr(self) -> float:
         mse = self.squared / max(self.n, 1)
@@ -186,7 +212,7 @@ def _usage() -> tuple[float, int]:
 
 
 def _run(clip: Path, out: Path, model: str, device: str, naive: bool, dtype: str = "float32",
-         frames: int | None = None, reference: np.ndarray | None = None, keep: tuple | None = None,
+         frames: int | None = None, reference: list | None = None, keep: bool = False,
          threads: int | None = None, encode=None):
     from ..edit.recipe import EditOptions
     from .jobs import edit_video
@@ -259,7 +285,7 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             # the naive loop's first run keeps its frames as the reference; after it the modes
             # alternate, so a slow spell of the machine hits both alike, and every later run
             # compares its frames with the reference (the same cost in both modes)
-            first, kept = run(naive=True, keep=(frames, scene.height, scene.width, 3))
+            first, kept = run(naive=True, keep=True)
             reference = kept.kept
             naives, pipes = [], []
             for i in range(repeat):

@@ -79,6 +79,9 @@ class Stage:
     extra_keys: ClassVar[bool] = False  # accept option names not in params (as ``extras``)
     identity: ClassVar[bool] = False  # the stage leaves every frame unchanged
     needs_prepass: bool = False  # must see the whole video (through the stages before it) first
+    # reads no more of a picture than parts (record.region) and thumbnails: where every stage
+    # does, the decoder leaves frames in YUV instead of converting them whole ahead
+    reads_parts: bool = False
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return batch
@@ -119,3 +122,4 @@ class Copy(Stage):
 
     name = "copy"
     identity = True
+    reads_parts = True

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -18,19 +20,23 @@ class FrameRecord:
     ``faces``: filled by the face stages (one entry per tracked face).
 
     A record read from a video also keeps the decoded frame (``source``); its RGB ``image`` is
-    made on first use and is **read-only**. A stage that changes the picture assigns a new array
-    (``record.image = edited``), or, where it changed only some rectangles, hands those over with
-    it (``record.patch(edited, boxes)``). Records whose picture no stage replaced are encoded
-    from the decoded frame directly, with no RGB round trip, and patched ones from the decoded
-    frame with only the ``changed`` rectangles converted from RGB (see ``Writer``).
+    made on first use and is **read-only**. A stage that looks at part of the picture asks for
+    ``record.region(box)``: with the reader's ``regions`` converter only that part is converted
+    (the same pixels), until something wants the whole ``image``. A stage that changes the
+    picture assigns a new array (``record.image = edited``), or hands over rectangles: the new
+    pixels of one (``record.patch_region(box, pixels)``), or a whole picture that differs only
+    inside some (``record.patch(edited, boxes)``). Records whose picture no stage replaced are
+    encoded from the decoded frame directly, with no RGB round trip, and patched ones from the
+    decoded frame with only the ``changed`` rectangles converted from RGB (see ``Writer``).
     """
 
     __slots__ = ("index", "pts", "time_base", "duration", "faces", "_image", "_source", "_to_rgb",
-                 "modified", "changed", "device_image")
+                 "_regions", "_parts", "_patches", "_size", "_owned", "modified", "changed", "device_image")
 
     def __init__(self, index: int, pts: int, time_base: Fraction, image: np.ndarray | None = None,
                  duration: int | None = None, faces: list | None = None, source: Any = None,
-                 to_rgb: Callable[[Any], np.ndarray] | None = None):
+                 to_rgb: Callable[[Any], np.ndarray] | None = None, regions: Any = None,
+                 size: tuple[int, int] | None = None):
         if image is None and (source is None or to_rgb is None):
             raise ValueError("a FrameRecord needs an image, or a source frame and its converter")
         self.index = index
@@ -41,6 +47,11 @@ class FrameRecord:
         self._image = image
         self._source = source
         self._to_rgb = to_rgb
+        self._regions = regions  # a RegionConverter for the source, or None
+        self._parts: list[tuple[tuple[int, int, int, int], np.ndarray]] = []  # converted regions
+        self._patches: list[tuple[tuple[int, int, int, int], np.ndarray]] = []  # new pixels, in order
+        self._size = size if image is None else (image.shape[1], image.shape[0])
+        self._owned = False  # whether _image is this record's own array (patches may write into it)
         self.modified = False
         self.changed: list[tuple[int, int, int, int]] = []  # (x0, y0, x1, y1) where image differs from source
         self.device_image = None  # [3,H,W] uint8 tensor on the model device while stages work on it
@@ -49,15 +60,76 @@ class FrameRecord:
     def image(self) -> np.ndarray:
         if self._image is None:
             image = self._to_rgb(self._source)
+            for (x0, y0, x1, y1), pixels in self._patches:
+                image[y0:y1, x0:x1] = pixels
             image.flags.writeable = False
-            self._image = image
+            self._image, self._parts, self._patches, self._owned = image, [], [], False
         return self._image
 
     @image.setter
     def image(self, value: np.ndarray) -> None:
         self._image = value
         self._source = None
+        self._parts, self._patches, self._owned = [], [], False
+        self._size = (value.shape[1], value.shape[0])
         self.changed = []
+        self.modified = True
+
+    @property
+    def has_image(self) -> bool:
+        """Whether the whole picture is at hand (given, or converted already)."""
+        return self._image is not None
+
+    def region(self, box) -> np.ndarray:
+        """The picture's ``[y1-y0, x1-x0, 3]`` pixels in ``box`` ``(x0, y0, x1, y1)`` (ends
+        exclusive; clamped to the frame, so it may come back smaller), read-only. Without the
+        whole picture at hand, only the region is converted (and kept for later requests inside it)."""
+        w, h = self.size
+        x0, y0, x1, y1 = (int(v) for v in box)
+        x0, y0, x1, y1 = max(0, min(w, x0)), max(0, min(h, y0)), max(0, min(w, x1)), max(0, min(h, y1))
+        if self._image is not None or self._regions is None or x1 <= x0 or y1 <= y0:
+            view = self.image[y0:y1, x0:x1]
+            view.flags.writeable = False
+            return view
+        box = (x0, y0, x1, y1)
+        part = next((p for p in self._parts if _inside(box, p[0])), None)
+        if part is None:
+            part = (box, self._regions.rgb(self._source, box))
+            self._parts.append(part)
+        (px, py, _, _), pixels = part
+        out = pixels[y0 - py:y1 - py, x0 - px:x1 - px]
+        copied = False
+        for patch_box, patch in self._patches:  # what stages pasted since, where it overlaps
+            ox0, oy0, ox1, oy1 = max(x0, patch_box[0]), max(y0, patch_box[1]), min(x1, patch_box[2]), min(y1, patch_box[3])
+            if ox0 < ox1 and oy0 < oy1:
+                out, copied = (out, True) if copied else (out.copy(), True)
+                out[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0] = patch[oy0 - patch_box[1]:oy1 - patch_box[1],
+                                                                   ox0 - patch_box[0]:ox1 - patch_box[0]]
+        out.flags.writeable = False
+        return out
+
+    def thumbnail(self, size: tuple[int, int]) -> np.ndarray:
+        """A grey ``size`` ``(width, height)`` uint8 thumbnail, area-averaged: the decoded luma
+        where the reader gave a region converter (no RGB needed), else the RGB picture's grey."""
+        if self._source is not None and self._regions is not None:
+            return self._regions.thumbnail(self._source, size)
+        import cv2
+
+        return cv2.resize(cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+
+    def patch_region(self, box, pixels: np.ndarray) -> None:
+        """Replace the pixels in ``box`` (inside the frame) with ``pixels``; the decoded frame is
+        kept for the rest, and the writer converts only the changed rectangles from RGB."""
+        box = tuple(int(v) for v in box)
+        x0, y0, x1, y1 = box
+        if self._image is None:
+            self._patches.append((box, np.array(pixels, np.uint8)))
+        else:
+            if not self._owned:  # the decoder's conversion or the caller's array: copy it once
+                self._image, self._owned = self._image.copy(), True
+            self._image[y0:y1, x0:x1] = pixels
+        if self._source is not None:
+            self.changed = self.changed + [box]
         self.modified = True
 
     def patch(self, image: np.ndarray, boxes) -> None:
@@ -68,7 +140,7 @@ class FrameRecord:
         if self._source is None:
             self.image = image
             return
-        self._image = image
+        self._image, self._parts, self._patches, self._owned = image, [], [], False
         self.changed = self.changed + boxes
         self.modified = self.modified or bool(boxes)
 
@@ -77,6 +149,14 @@ class FrameRecord:
         """The decoded frame this record's picture still equals outside ``changed`` (all of it
         when that is empty), or None."""
         return self._source
+
+    def unchanged(self) -> FrameRecord:
+        """A record of the same decoded frame (and converters) without what stages changed or
+        learnt; None where the picture no longer comes from a decoded frame."""
+        if self._source is None:
+            return None
+        return FrameRecord(self.index, self.pts, self.time_base, duration=self.duration, source=self._source,
+                           to_rgb=self._to_rgb, regions=self._regions, size=self._size)
 
     def load(self) -> FrameRecord:
         """Make the RGB image now (e.g. on a worker thread); returns the record."""
@@ -91,7 +171,49 @@ class FrameRecord:
     @property
     def size(self) -> tuple[int, int]:
         """``(width, height)`` of the RGB image."""
-        return self.image.shape[1], self.image.shape[0]
+        if self._size is None:
+            self._size = (self.image.shape[1], self.image.shape[0])
+        return self._size
 
     def __repr__(self) -> str:
         return f"FrameRecord(index={self.index}, pts={self.pts}, time_base={self.time_base}, faces={len(self.faces)})"
+
+
+def _inside(box, outer) -> bool:
+    return outer[0] <= box[0] and outer[1] <= box[1] and box[2] <= outer[2] and box[3] <= outer[3]
+
+
+def as_picture(picture) -> FrameRecord:
+    """``picture`` itself if it is a FrameRecord, else a record holding the RGB array: code
+    that reads parts of frames takes either."""
+    if isinstance(picture, np.ndarray):
+        return FrameRecord(0, 0, Fraction(0), image=picture)
+    return picture
+
+
+_canvases = threading.local()
+
+
+@contextmanager
+def placed(pixels: np.ndarray, box, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """A ``size`` ``(width, height)`` frame holding ``pixels`` in ``box`` and zeros elsewhere,
+    for code whose arithmetic depends on where in the frame it works (OpenCV's warps and dlib's
+    landmarker round positions in floating point: the same work on a region with shifted
+    coordinates comes out a level or a pixel different here and there). One canvas per thread
+    and shape, zeroed again after use; its memory outside the boxes placed is never touched.
+    Only for code that reads inside ``box``."""
+    w, h = size
+    x0, y0, x1, y1 = box
+    key = (h, w) + pixels.shape[2:]
+    canvases = getattr(_canvases, "by_shape", None)
+    if canvases is None:
+        canvases = _canvases.by_shape = {}
+    canvas = canvases.pop(key, None)  # popped: a nested use gets a canvas of its own
+    if canvas is None:
+        canvas = np.zeros(key, np.uint8)
+    canvas[y0:y1, x0:x1] = pixels
+    try:
+        yield canvas
+    finally:
+        canvas[y0:y1, x0:x1] = 0
+        canvases[key] = canvas

@@ -76,3 +76,24 @@ def apply_orientation(image: np.ndarray, op: str) -> np.ndarray:
 def swaps_axes(op: str) -> bool:
     """Whether ``op`` exchanges width and height."""
     return op in ("clock", "cclock", "cclock_flip", "clock_flip")
+
+
+_INVERSE = {"none": "none", "clock": "cclock", "cclock": "clock", "cclock_flip": "cclock_flip",
+            "clock_flip": "clock_flip", "hflip": "hflip", "vflip": "vflip", "hflip+vflip": "hflip+vflip"}
+
+
+def map_box(box, op: str, size: tuple[int, int], inverse: bool = False) -> tuple[int, int, int, int]:
+    """The box ``(x0, y0, x1, y1)`` (ends exclusive, not empty) of a ``size`` ``(width, height)``
+    frame, where its pixels lie after ``op`` (or, with ``inverse``, where they lay before it)."""
+    w, h = size
+    before = (h, w) if swaps_axes(op) else (w, h)  # the frame the looked-up op starts from
+    op = op if inverse else _INVERSE[op]
+    bw, bh = before
+    # index views (no copies) that say where each pixel of op's output came from
+    rows = _OPS[op](np.broadcast_to(np.arange(bh)[:, None, None], (bh, bw, 1)))
+    cols = _OPS[op](np.broadcast_to(np.arange(bw)[None, :, None], (bh, bw, 1)))
+    x0, y0, x1, y1 = (int(v) for v in box)
+    ys, xs = [y0, y1 - 1], [x0, x1 - 1]
+    r = [int(rows[y, x, 0]) for y in ys for x in xs]
+    c = [int(cols[y, x, 0]) for y in ys for x in xs]
+    return min(c), min(r), max(c) + 1, max(r) + 1

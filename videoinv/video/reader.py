@@ -24,6 +24,7 @@ from . import helpers
 from .frame import FrameRecord
 from .orientation import apply_orientation
 from .probe import describe_container, open_input, scan_video_packets, video_stream
+from .regions import RegionConverter
 from .timing import TimePoint
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class Reader:
         else:
             self._convert = dict(src_colorspace=colour.sws_matrix, src_color_range=colour.range_tag,
                                  dst_color_range=2, interpolation=_SWS_FLAGS)
+        self.regions = None  # converts parts of frames (8-bit YUV), for records' region()
+        if RegionConverter.supports(self.stream.codec_context.pix_fmt or "", colour.matrix):
+            self.regions = RegionConverter(colour.matrix, colour.range, self.info.orientation, self.to_rgb)
         if colour.assumed:
             log.info("%s: colour tags missing, assuming %s", self.path, colour.describe())
         if self.info.missing_frames:
@@ -130,8 +134,9 @@ class Reader:
                 break
             last_pts = pts
             count += 1
-            record = FrameRecord(index=index, pts=pts, time_base=self._tb, source=frame,
-                                 to_rgb=self.to_rgb, duration=frame.duration or None)
+            record = FrameRecord(index=index, pts=pts, time_base=self._tb, source=frame, to_rgb=self.to_rgb,
+                                 regions=self.regions, size=(self.info.width, self.info.height),
+                                 duration=frame.duration or None)
             yield record.load() if rgb else record
 
     def batches(self, size: int) -> Iterator[list[FrameRecord]]:

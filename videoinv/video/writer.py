@@ -26,6 +26,7 @@ from .audio import AudioMux, AudioPlan
 from .colour import output_colour
 from .frame import FrameRecord
 from .probe import VideoInfo
+from .regions import plane_array
 
 log = logging.getLogger(__name__)
 
@@ -135,17 +136,11 @@ def encoded_size(width: int, height: int, pix_fmt: str, odd: str = "pad") -> tup
     return w, h
 
 
-def _plane(plane) -> np.ndarray:
-    """A frame's plane as a [height, width] uint8 array over its memory (no copy)."""
-    rows = np.frombuffer(plane, np.uint8)[:plane.height * plane.line_size]
-    return rows.reshape(plane.height, plane.line_size)[:, :plane.width]
-
-
 def _copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
     """A new frame with ``frame``'s pixels and colour tags (8-bit formats)."""
     out = av.VideoFrame(frame.width, frame.height, frame.format.name)
     for target, source in zip(out.planes, frame.planes):
-        _plane(target)[:] = _plane(source)
+        plane_array(target)[:] = plane_array(source)
     out.colorspace, out.color_range = frame.colorspace, frame.color_range
     return out
 
@@ -304,7 +299,7 @@ class Writer:
         frame = self._from_source(decoded)
         if frame is decoded:  # the decoder may still predict from it: write into a copy
             frame = _copy_frame(decoded)
-        planes = [_plane(p) for p in frame.planes]
+        planes = [plane_array(p) for p in frame.planes]
         sx, sy = planes[0].shape[1] // planes[1].shape[1], planes[0].shape[0] // planes[1].shape[0]
         h, w = planes[0].shape
         for x0, y0, x1, y1 in record.changed:
@@ -314,12 +309,12 @@ class Writer:
             x1, y1 = min(w, -(-(x1 + 2 * sx) // sx) * sx), min(h, -(-(y1 + 2 * sy) // sy) * sy)
             if x1 <= x0 or y1 <= y0:
                 continue
-            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(record.image[y0:y1, x0:x1]), format="rgb24")
+            rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(record.region((x0, y0, x1, y1))), format="rgb24")
             # one slice: a face's rectangle is too small for swscale's threads to pay
             part = self._patch_converter.reformat(rgb, format=self.stream.pix_fmt, threads=1, **self._convert)
             for i, (target, source) in enumerate(zip(planes, part.planes)):
                 px, py = (x0, y0) if i == 0 else (x0 // sx, y0 // sy)
-                target[py:py + source.height, px:px + source.width] = _plane(source)
+                target[py:py + source.height, px:px + source.width] = plane_array(source)
         return frame
 
     def _fit(self, image: np.ndarray) -> np.ndarray:

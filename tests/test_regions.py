@@ -1,0 +1,228 @@
+"""Parts of frames converted on their own are the whole frame's pixels: the reader's region
+converter, records' regions and patches, and the stages that read frames through them (tracking,
+cropping, pasting, the edit end to end)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from videoinv import samples
+from videoinv.faces.detect import HogDetector
+from videoinv.faces.paste import paste, paste_region
+from videoinv.faces.quad import Quad, crop
+from videoinv.faces.track import FaceTracker
+from videoinv.pipeline.jobs import edit_video
+from videoinv.pipeline.runner import Pipeline
+from videoinv.video.frame import FrameRecord
+from videoinv.video.orientation import _OPS, apply_orientation, map_box
+from videoinv.video.reader import Reader
+
+from conftest import X264, ffmpeg
+
+# a picture with detail in every colour at every scale, so that any chroma or edge error shows
+PATTERN = "testsrc2=size={w}x{h}:rate=30,format=yuv444p[a];cellauto=s={w}x{h}:rate=30,format=yuv444p[b];" \
+          "[a][b]blend=all_mode=average"
+
+
+def _clip(root, name, *args, size=(1280, 720)):
+    path = root / name
+    w, h = size
+    ffmpeg("-f", "lavfi", "-i", PATTERN.format(w=w, h=h), "-frames:v", "3", *X264, *args, path)
+    return path
+
+
+def _rotated(src, dst, degrees, hflip=False):
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        stream.set_display_rotation(degrees, hflip=hflip)
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def pattern_clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("regions")
+    made = {
+        "yuv420p": _clip(root, "420.mp4", "-pix_fmt", "yuv420p"),
+        "yuv422p": _clip(root, "422.mp4", "-pix_fmt", "yuv422p"),
+        "yuv444p": _clip(root, "444.mp4", "-pix_fmt", "yuv444p"),
+        "yuvj420p": _clip(root, "j420.mp4", "-pix_fmt", "yuvj420p"),
+        "bt601 sd": _clip(root, "601.mp4", "-pix_fmt", "yuv420p", "-colorspace", "smpte170m", size=(640, 480)),
+        "odd size": _clip(root, "odd.mp4", "-pix_fmt", "yuv420p", size=(642, 362)),
+        "chroma centre": _clip(root, "centre.mp4", "-pix_fmt", "yuv420p", "-chroma_sample_location", "center"),
+        "10-bit": _clip(root, "10bit.mp4", "-pix_fmt", "yuv420p10le"),
+    }
+    made["rotated 90"] = _rotated(made["odd size"], root / "rot90.mp4", 90)
+    made["rotated 270 flipped"] = _rotated(made["odd size"], root / "rot270f.mp4", 270, hflip=True)
+    return made
+
+
+def _boxes(rng, w, h, n=30):
+    boxes = [(0, 0, w, h), (0, 0, min(w, 7), min(h, 5)), (max(0, w - 9), max(0, h - 3), w, h), (1, 1, w - 1, h - 1)]
+    while len(boxes) < n:
+        x0, y0 = int(rng.integers(0, w - 1)), int(rng.integers(0, h - 1))
+        boxes.append((x0, y0, int(rng.integers(x0 + 1, min(w, x0 + 400) + 1)), int(rng.integers(y0 + 1, min(h, y0 + 300) + 1))))
+    return boxes
+
+
+@pytest.mark.parametrize("name", ["yuv420p", "yuv422p", "yuv444p", "yuvj420p", "bt601 sd", "odd size", "chroma centre",
+                                  "10-bit", "rotated 90", "rotated 270 flipped"])
+def test_regions_are_the_whole_frames_pixels(pattern_clips, name):
+    with Reader(pattern_clips[name]) as reader:
+        records = list(reader.frames(rgb=False))
+        if name == "10-bit":
+            assert reader.regions is None  # cut from whole conversions instead
+        else:
+            assert reader.regions is not None
+        rng = np.random.default_rng(7)
+        for record in records:
+            whole = reader.to_rgb(record.source)
+            w, h = record.size
+            assert whole.shape == (h, w, 3)
+            for x0, y0, x1, y1 in _boxes(rng, w, h):
+                part = record.region((x0, y0, x1, y1))
+                assert np.array_equal(part, whole[y0:y1, x0:x1]), (record.index, (x0, y0, x1, y1))
+            assert record._image is None or name == "10-bit"  # no whole conversion was needed
+    if name == "chroma centre":
+        assert reader.regions.siting == "center"
+    elif name not in ("10-bit", "yuv444p"):
+        assert reader.regions.siting == "left"  # H.264's default
+
+
+def test_map_box_follows_every_orientation():
+    rng = np.random.default_rng(3)
+    coded = rng.integers(0, 255, (7, 11, 1))
+    for op in _OPS:
+        upright = apply_orientation(coded, op)
+        h, w = upright.shape[:2]
+        for x0, y0, x1, y1 in _boxes(rng, w, h, 20):
+            cx0, cy0, cx1, cy1 = map_box((x0, y0, x1, y1), op, (w, h), inverse=True)
+            assert np.array_equal(apply_orientation(coded[cy0:cy1, cx0:cx1], op), upright[y0:y1, x0:x1])
+            assert map_box((cx0, cy0, cx1, cy1), op, (11, 7)) == (x0, y0, x1, y1)
+
+
+def test_patches_overlay_regions_and_the_whole_picture(pattern_clips):
+    with Reader(pattern_clips["yuv420p"]) as reader:
+        record = next(iter(reader.frames(rgb=False)))
+        whole = reader.to_rgb(record.source)
+        first = np.full((100, 200, 3), 10, np.uint8)
+        second = np.full((100, 100, 3), 200, np.uint8)
+        record.patch_region((100, 50, 300, 150), first)
+        record.patch_region((250, 100, 350, 200), second)  # over part of the first
+        expected = whole.copy()
+        expected[50:150, 100:300] = first
+        expected[100:200, 250:350] = second
+        for box in [(0, 0, 400, 300), (260, 120, 270, 130), (120, 60, 260, 110), (500, 500, 600, 600)]:
+            x0, y0, x1, y1 = box
+            assert np.array_equal(record.region(box), expected[y0:y1, x0:x1])
+        assert record.changed == [(100, 50, 300, 150), (250, 100, 350, 200)]
+        assert record.source is not None and record.modified
+        assert np.array_equal(record.image, expected)
+        assert np.array_equal(record.unchanged().image, whole)
+
+
+def test_patching_an_array_record_leaves_the_callers_array_alone():
+    image = np.zeros((20, 30, 3), np.uint8)
+    record = FrameRecord(0, 0, Fraction(1, 30), image=image)
+    record.patch_region((5, 5, 10, 10), np.full((5, 5, 3), 9, np.uint8))
+    assert image.max() == 0
+    assert record.image[5:10, 5:10].min() == 9 and record.image.sum() == 9 * 75
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("regions-face") / "moving.mp4"
+    samples.write_clip(path, samples.moving_face(), 40, audio=False)
+    return path
+
+
+def test_tracking_on_regions_gives_the_whole_frames_landmarks(face_clip):
+    def track(regions: bool):
+        tracker = FaceTracker(HogDetector(), every=5)
+        out = []
+        with Reader(face_clip) as reader:
+            for record in reader.frames(rgb=False):
+                faces = tracker.update(record if regions else reader.to_rgb(record.source), record.index)
+                out.append([(f.track_id, f.landmarks) for f in faces])
+                if regions and record.index % 5:
+                    assert record._image is None  # between detections no whole conversion
+        return out
+
+    # the landmarker given the box's surroundings places them as it does given the whole frame
+    import dlib
+
+    from videoinv.faces.detect import landmarks68
+    from videoinv.faces.dlib_models import shape_predictor
+
+    with Reader(face_clip) as reader:
+        for record in reader.frames(rgb=False):
+            whole = reader.to_rgb(record.source)
+            for detection in HogDetector().detect(whole):
+                rect = dlib.rectangle(*(int(round(v)) for v in detection.box))
+                expected = np.array([(p.x, p.y) for p in shape_predictor()(whole, rect).parts()], np.float32)
+                np.testing.assert_array_equal(landmarks68(record, detection.box), expected)
+    on_regions, on_frames = track(True), track(False)
+    assert sum(map(len, on_frames)) == 40
+    assert [[i for i, _ in faces] for faces in on_regions] == [[i for i, _ in faces] for faces in on_frames]
+    for a, b in zip(on_regions, on_frames):
+        for (_, la), (_, lb) in zip(a, b):
+            np.testing.assert_array_equal(la, lb)
+
+
+def test_crops_and_pastes_from_regions_match_whole_frames(face_clip):
+    rng = np.random.default_rng(5)
+    with Reader(face_clip) as reader:
+        records = list(reader.frames(rgb=False))[:6]
+        for record in records:
+            whole = reader.to_rgb(record.source)
+            h, w = whole.shape[:2]
+            for i in range(12):
+                size = [64, 256][i % 2]
+                side = float(rng.uniform(40, 650))  # small quads warp directly, large ones shrink first
+                inside = (side * 0.75, w - side * 0.75), (min(side * 0.75, h / 2), max(h - side * 0.75, h / 2))
+                c = np.array([rng.uniform(-100, w + 100) if i % 3 == 0 else rng.uniform(*inside[0]),
+                              rng.uniform(*inside[1])])
+                angle = rng.uniform(-0.4, 0.4)
+                x = np.array([np.cos(angle), np.sin(angle)]) * side / 2
+                quad = Quad(c, x, np.array([-x[1], x[0]]))
+                ours = crop(record, quad, size)
+                assert np.array_equal(ours, crop(whole, quad, size)), (record.index, i)
+                face = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+                mask = np.zeros((size, size), np.float32)
+                mask[size // 4:3 * size // 4, size // 4:3 * size // 4] = 1
+                for mode in ("alpha", "laplacian"):
+                    boxes = []
+                    expected = paste(whole, face, mask, quad, mode, strength=0.8, boxes=boxes)
+                    pasted = paste_region(record, face, mask, quad, mode, strength=0.8)
+                    if pasted is None:
+                        assert not boxes and np.array_equal(expected, whole)
+                        continue
+                    (x0, y0, x1, y1), pixels = pasted
+                    assert [(x0, y0, x1, y1)] == boxes
+                    assert np.array_equal(pixels, expected[y0:y1, x0:x1])
+
+
+def test_edit_reading_regions_writes_the_same_video_as_reading_whole_frames(face_clip, tmp_path, monkeypatch):
+    """The decoder leaves frames in YUV when every stage reads parts; forcing whole conversions
+    ahead must not change a single output pixel (same encoder input, so the same stream)."""
+    from videoinv.edit.recipe import EditOptions
+
+    def run(out):
+        options = EditOptions(edits=["sefa0=3"], model="random:64:16", device="cpu")
+        return edit_video(face_clip, out, options=options, overwrite=True)
+
+    parts = run(tmp_path / "parts.mp4")
+    monkeypatch.setattr(Pipeline, "reads_parts", property(lambda self: False))
+    whole = run(tmp_path / "whole.mp4")
+    assert parts["patched"] == whole["patched"] == 40
+    a = [r.image for r in Reader(tmp_path / "parts.mp4").frames()]
+    b = [r.image for r in Reader(tmp_path / "whole.mp4").frames()]
+    assert len(a) == len(b) == 40
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))

@@ -1,0 +1,126 @@
+"""Parts of a decoded frame in RGB, the same pixels the whole-frame conversion gives there.
+
+The stages of an edit look at little of most frames: the faces' surroundings, and a thumbnail to
+notice scene cuts. At 4K converting the whole frame from YUV took a fifth of an edit's CPU time
+(27-45 ms a frame), a face's region a few ms. A region goes through libavfilter (crop, then
+swscale with the reader's flags, colour matrix and range, and the chroma siting the reader's
+whole-frame converter assumes: left, as MPEG-2 and H.264 define it), cut with a margin: chroma
+is interpolated from neighbouring samples, so a region's edge would otherwise see a repeated edge
+sample where the whole frame has the real one. With the margin the pixels are bit-exact to the
+whole frame's (``tests/test_regions.py``). The thumbnail is the luma plane area-averaged: grey
+without any conversion.
+
+8-bit YUV formats only (their crops stay on whole chroma samples and swscale does not dither
+them); for any other the reader converts whole frames as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import av
+import av.filter
+import cv2
+import numpy as np
+
+from .orientation import apply_orientation, map_box, swaps_axes
+
+FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p")
+ALIGN = 16  # crop origins on whole chroma samples (and far from any swscale tile boundary)
+MARGIN = 8  # pixels beyond the region converted and dropped: the chroma filter's reach is 1-2
+SITINGS = ("left", "center", "topleft", "top", "bottomleft", "bottom")
+SITING_TRIES = 5
+
+
+def plane_array(plane) -> np.ndarray:
+    """A frame's 8-bit plane as a [height, width] uint8 array over its memory (no copy)."""
+    rows = np.frombuffer(plane, np.uint8)[:plane.height * plane.line_size]
+    return rows.reshape(plane.height, plane.line_size)[:, :plane.width]
+
+
+class RegionConverter:
+    """Converts boxes of a stream's decoded frames to upright RGB (see the module's notes).
+
+    ``matrix``/``range_``: the stream's colour rule (``Colour.matrix``, ``Colour.range``);
+    ``orientation``: the upright transform; ``whole``: the reader's whole-frame conversion, for
+    frames of a format this cannot cut."""
+
+    def __init__(self, matrix: str, range_: str, orientation: str, whole: Callable[[av.VideoFrame], np.ndarray],
+                 sws_flags: str = "bilinear+full_chroma_int+accurate_rnd"):
+        self.orientation, self.whole = orientation, whole
+        self._scale = f"flags={sws_flags}:in_color_matrix={matrix}:in_range={range_}:out_range=pc"
+        self.siting: str | None = None  # the chroma siting that reproduces ``whole``, once found
+        self._tries = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def supports(pix_fmt: str, matrix: str) -> bool:
+        return pix_fmt in FORMATS and matrix != "rgb"
+
+    def rgb(self, frame: av.VideoFrame, box) -> np.ndarray:
+        """``[y1-y0, x1-x0, 3]`` uint8 RGB of the upright box ``(x0, y0, x1, y1)`` (inside the
+        frame, not empty)."""
+        bx0, by0, bx1, by1 = box
+        if frame.format.name not in FORMATS or not self._sited(frame):
+            return self.whole(frame)[by0:by1, bx0:bx1]
+        w, h = frame.width, frame.height
+        upright = (h, w) if swaps_axes(self.orientation) else (w, h)
+        cx0, cy0, cx1, cy1 = map_box(box, self.orientation, upright, inverse=True)
+        # the converted part: the margin, origins on whole chroma samples, clamped to the frame
+        x0, y0 = max(0, cx0 - MARGIN) // ALIGN * ALIGN, max(0, cy0 - MARGIN) // ALIGN * ALIGN
+        x1, y1 = min(w, cx1 + MARGIN), min(h, cy1 + MARGIN)
+        x1 += (x1 - x0) % 2 if x1 < w else 0  # whole chroma samples in width and height too
+        y1 += (y1 - y0) % 2 if y1 < h else 0
+        part = self._convert(frame, x0, y0, x1 - x0, y1 - y0)
+        part = apply_orientation(part, self.orientation)
+        ux0, uy0, _, _ = map_box((x0, y0, x1, y1), self.orientation, (w, h))
+        return part[by0 - uy0:by1 - uy0, bx0 - ux0:bx1 - ux0]
+
+    def thumbnail(self, frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+        """The upright luma plane area-averaged to ``size`` ``(width, height)`` (uint8)."""
+        w, h = size
+        if frame.format.name not in FORMATS:
+            grey = cv2.cvtColor(self.whole(frame), cv2.COLOR_RGB2GRAY)
+            return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        luma = plane_array(frame.planes[0])
+        small = cv2.resize(luma, (h, w) if swaps_axes(self.orientation) else (w, h), interpolation=cv2.INTER_AREA)
+        return apply_orientation(small[..., None], self.orientation)[..., 0]
+
+    def _sited(self, frame: av.VideoFrame) -> bool:
+        """Whether the chroma siting is known. Neither PyAV nor a filter graph's source passes
+        on the one the decoder gave the frame (H.264's default is left, a stream may say centre
+        or another), and the whole-frame converter uses it: the first frames are converted whole
+        both ways and the one siting that gives the same pixels is kept. A frame where several do
+        (flat chroma) decides nothing; after a few such frames, or where none matches, regions
+        are cut from whole-frame conversions, as before."""
+        if frame.format.name.endswith("444p"):
+            return True  # no subsampled chroma: the siting changes nothing
+        with self._lock:
+            if self.siting is not None or self._tries >= SITING_TRIES:
+                return self.siting is not None
+            self._tries += 1
+            whole = self.whole(frame)
+            matches = [s for s in SITINGS if np.array_equal(
+                apply_orientation(self._convert(frame, 0, 0, frame.width, frame.height, s), self.orientation), whole)]
+            if "422" in frame.format.name:  # no vertical subsampling: only the horizontal siting counts
+                matches = sorted({"center" if s in ("center", "top", "bottom") else "left" for s in matches})
+            if len(matches) == 1:
+                self.siting = matches[0]
+            elif not matches:
+                self._tries = SITING_TRIES
+            return self.siting is not None
+
+    def _convert(self, frame: av.VideoFrame, x: int, y: int, w: int, h: int, siting: str | None = None) -> np.ndarray:
+        graph = av.filter.Graph()
+        graph.threads = 1  # a region is too small for slice threads (FFmpeg would start them per graph)
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                  time_base=frame.time_base or "1/1")
+        chain = [source, graph.add("crop", f"{w}:{h}:{x}:{y}:exact=1"),
+                 graph.add("scale", f"w={w}:h={h}:{self._scale}:in_chroma_loc={siting or self.siting or 'left'}"), graph.add("format", "rgb24"),
+                 graph.add("buffersink")]
+        for a, b in zip(chain, chain[1:]):
+            a.link_to(b)
+        graph.configure()
+        graph.push(frame)
+        return graph.pull().to_ndarray()
