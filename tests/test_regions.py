@@ -16,7 +16,6 @@ from videoinv.faces.paste import paste, paste_region
 from videoinv.faces.quad import Quad, crop
 from videoinv.faces.track import FaceTracker
 from videoinv.pipeline.jobs import edit_video
-from videoinv.pipeline.runner import Pipeline
 from videoinv.video.frame import FrameRecord
 from videoinv.video.orientation import _OPS, apply_orientation, map_box
 from videoinv.video.reader import Reader
@@ -210,17 +209,26 @@ def test_crops_and_pastes_from_regions_match_whole_frames(face_clip):
 
 
 def test_edit_reading_regions_writes_the_same_video_as_reading_whole_frames(face_clip, tmp_path, monkeypatch):
-    """The decoder leaves frames in YUV when every stage reads parts; forcing whole conversions
-    ahead must not change a single output pixel (same encoder input, so the same stream)."""
+    """The decoder leaves frames in YUV when every stage reads parts (of frames large enough;
+    here at any size); converting them whole ahead must not change a single output pixel (same
+    encoder input, so the same stream)."""
     from videoinv.edit.recipe import EditOptions
+    from videoinv.video import regions
 
     def run(out):
         options = EditOptions(edits=["sefa0=3"], model="random:64:16", device="cpu")
         return edit_video(face_clip, out, options=options, overwrite=True)
 
+    converted = []
+    convert = regions.RegionConverter._convert
+    monkeypatch.setattr(regions.RegionConverter, "_convert", lambda self, *a: converted.append(a) or convert(self, *a))
+    monkeypatch.setattr(regions, "PAYS_FROM", 0)
     parts = run(tmp_path / "parts.mp4")
-    monkeypatch.setattr(Pipeline, "reads_parts", property(lambda self: False))
+    n = len(converted)
+    assert n > 30  # the faces' surroundings, between detections
+    monkeypatch.setattr(regions, "PAYS_FROM", 10 ** 9)  # whole frames converted ahead, as at 720p
     whole = run(tmp_path / "whole.mp4")
+    assert len(converted) == n  # the stages sliced the whole frames
     assert parts["patched"] == whole["patched"] == 40
     a = [r.image for r in Reader(tmp_path / "parts.mp4").frames()]
     b = [r.image for r in Reader(tmp_path / "whole.mp4").frames()]

@@ -31,7 +31,6 @@ from videoinv.pipeline.transfer import GpuClock, Transfer
 from videoinv.video import helpers
 from videoinv.video.frame import FrameRecord
 from videoinv.video.reader import Reader
-from videoinv.video.regions import RegionConverter
 from videoinv.video.writer import Writer
 
 MODEL = "random:64:16"
@@ -79,19 +78,14 @@ def test_a_pipelined_cpu_run_decodes_and_converts_without_ffmpeg_helper_threads(
 
     monkeypatch.setattr(Reader, "__init__", watch(Reader.__init__))
     monkeypatch.setattr(Reader, "to_rgb", watch(Reader.to_rgb))
-    monkeypatch.setattr(RegionConverter, "_convert", watch(RegionConverter._convert))
     monkeypatch.setattr(Writer, "_from_rgb", watch(Writer._from_rgb))
     monkeypatch.setattr(Writer, "_patched", watch(Writer._patched))  # the faces' rectangles alone
     edited_frames(clip, tmp_path / "a.mp4", threaded=True)
-    # the reader opened (its decoder's threads chosen then), whole frames converted where the
-    # tracker detects (every 5th) and regions elsewhere (a graph of one slice each), 24 encoded
-    kinds = [kind for kind, *_ in seen]
-    assert kinds.count("Reader") >= 1 + 5 and kinds.count("RegionConverter") >= 19 and kinds.count("Writer") == 24
-    assert set(seen) == {("Reader", False, 1), ("RegionConverter", False, 1), ("Writer", False, 1)}
+    # the reader opened (its decoder's threads chosen then), 24 frames decoded and 24 encoded
+    assert len(seen) == 49 and set(seen) == {("Reader", False, 1), ("Writer", False, 1)}
     seen.clear()
     edited_frames(clip, tmp_path / "b.mp4", threaded=False, batch=1, workers=0)
-    assert {kind for kind, *_ in seen} == {"Reader", "RegionConverter", "Writer"}
-    assert {on for _, on, _ in seen} == {True} and {n for kind, _, n in seen if kind != "RegionConverter"} == {0}
+    assert len(seen) == 49 and {on for _, on, _ in seen} == {True} and {n for *_, n in seen} == {0}
     assert helpers.on()  # restored after the run
 
 

@@ -21,6 +21,7 @@ from ..video.probe import describe
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
+from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
 from ..video.timing import parse_rate
 from ..video.writer import EncodeOptions, Writer
@@ -70,6 +71,12 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
     return options.chain(models.size)
 
 
+def _in_parts(pipeline: Pipeline, info) -> bool:
+    """Whether the stages get frames left in YUV, to convert the parts they read (every stage
+    reads only parts, and the frames are large enough for that to pay: ``video.regions``)."""
+    return pipeline.reads_parts and pays(info.width, info.height)
+
+
 def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str | Chain | None = None, *,
                edits: list[str] | None = None, model: str | None = None, options=None,
                start=None, end=None, encode: EncodeOptions | None = None, audio: str = "copy",
@@ -115,7 +122,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
         log.info("first pass: analysing %s", input)
         with reader_cls(input, start=start, end=end, salvage=salvage) as first:
-            pipeline.prepass(prefetch(first.frames(rgb=not pipeline.reads_parts), depth=2 * batch_size))
+            pipeline.prepass(prefetch(first.frames(rgb=not _in_parts(pipeline, first.info)), depth=2 * batch_size))
     with ffmpeg_helpers(options is None or options.ffmpeg_helpers()), \
             reader_cls(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
             torch_threads(threads or (options.torch_threads() if options is not None else None)):
@@ -126,7 +133,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         writer: Writer | None = None
         try:
             # RGB is made on the decoding thread when some stage will look at whole pictures
-            rgb = not (pipeline.is_identity and passthrough) and not pipeline.reads_parts
+            rgb = not (pipeline.is_identity and passthrough) and not _in_parts(pipeline, info)
             with pipeline.stream(timed(reader.frames(rgb=rgb), pipeline.seconds, "decode")) as records:
                 for record in records:
                     t = time.perf_counter()
@@ -272,7 +279,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded)
     if pipeline.needs_prepass:
         with Reader(input, start=start, end=end, salvage=salvage) as first:
-            pipeline.prepass(prefetch(first.frames(rgb=not pipeline.reads_parts), depth=2 * batch_size))
+            pipeline.prepass(prefetch(first.frames(rgb=not _in_parts(pipeline, first.info)), depth=2 * batch_size))
     metadata = {"format": FORMAT, "fingerprint": fingerprint(input, info), "models": model_info(models),
                 "size": models.size, "seed": options.seed if options.seed is not None else 0,
                 "smooth": options.smooth, "latent_smooth": options.latent_smooth, "every": options.every,
@@ -283,7 +290,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
             Reader(input, start=start, end=end, salvage=salvage) as reader, pipeline, \
             torch_threads(threads or options.torch_threads()), \
             LatentCacheWriter(output, metadata, inputs=[input], overwrite=overwrite) as cache, \
-            pipeline.stream(reader.frames(rgb=not pipeline.reads_parts)) as records:
+            pipeline.stream(reader.frames(rgb=not _in_parts(pipeline, reader.info))) as records:
         if on_start is not None:
             on_start(reader)
         for record in records:

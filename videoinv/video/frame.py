@@ -191,7 +191,8 @@ def as_picture(picture) -> FrameRecord:
     return picture
 
 
-_canvases = threading.local()
+_canvases: dict[tuple, list[np.ndarray]] = {}  # free canvases by shape, shared by every thread
+_canvases_lock = threading.Lock()
 
 
 @contextmanager
@@ -199,16 +200,16 @@ def placed(pixels: np.ndarray, box, size: tuple[int, int]) -> Iterator[np.ndarra
     """A ``size`` ``(width, height)`` frame holding ``pixels`` in ``box`` and zeros elsewhere,
     for code whose arithmetic depends on where in the frame it works (OpenCV's warps and dlib's
     landmarker round positions in floating point: the same work on a region with shifted
-    coordinates comes out a level or a pixel different here and there). One canvas per thread
-    and shape, zeroed again after use; its memory outside the boxes placed is never touched.
-    Only for code that reads inside ``box``."""
+    coordinates comes out a level or a pixel different here and there). Canvases are kept for
+    reuse by every thread (a pipelined run's threads are new each run: canvases of their own
+    were memory faulted in again every run) and zeroed again after use; memory outside the
+    boxes placed is never touched. Only for code that reads inside ``box``."""
     w, h = size
     x0, y0, x1, y1 = box
     key = (h, w) + pixels.shape[2:]
-    canvases = getattr(_canvases, "by_shape", None)
-    if canvases is None:
-        canvases = _canvases.by_shape = {}
-    canvas = canvases.pop(key, None)  # popped: a nested use gets a canvas of its own
+    with _canvases_lock:
+        free = _canvases.setdefault(key, [])
+        canvas = free.pop() if free else None
     if canvas is None:
         canvas = np.zeros(key, np.uint8)
     canvas[y0:y1, x0:x1] = pixels
@@ -216,4 +217,5 @@ def placed(pixels: np.ndarray, box, size: tuple[int, int]) -> Iterator[np.ndarra
         yield canvas
     finally:
         canvas[y0:y1, x0:x1] = 0
-        canvases[key] = canvas
+        with _canvases_lock:
+            _canvases[key].append(canvas)

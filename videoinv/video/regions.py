@@ -4,11 +4,11 @@ The stages of an edit look at little of most frames: the faces' surroundings, an
 notice scene cuts. At 4K converting the whole frame from YUV took a fifth of an edit's CPU time
 (27-45 ms a frame), a face's region a few ms. A region goes through libavfilter (crop, then
 swscale with the reader's flags, colour matrix and range, and the chroma siting the reader's
-whole-frame converter assumes: left, as MPEG-2 and H.264 define it), cut with a margin: chroma
-is interpolated from neighbouring samples, so a region's edge would otherwise see a repeated edge
-sample where the whole frame has the real one. With the margin the pixels are bit-exact to the
-whole frame's (``tests/test_regions.py``). The thumbnail is the luma plane area-averaged: grey
-without any conversion.
+whole-frame converter used: found on the first frames, see ``_sited``), cut with a margin:
+chroma is interpolated from neighbouring samples, so a region's edge would otherwise see a
+repeated edge sample where the whole frame has the real one. With the margin the pixels are
+bit-exact to the whole frame's (``tests/test_regions.py``). The thumbnail is the luma plane
+area-averaged: grey without any conversion.
 
 8-bit YUV formats only (their crops stay on whole chroma samples and swscale does not dither
 them); for any other the reader converts whole frames as before.
@@ -29,6 +29,18 @@ from .orientation import apply_orientation, map_box, swaps_axes
 FORMATS = ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p")
 ALIGN = 16  # crop origins on whole chroma samples (and far from any swscale tile boundary)
 MARGIN = 8  # pixels beyond the region converted and dropped: the chroma filter's reach is 1-2
+# Below about 1.5 megapixels converting parts saved nothing measurable (an edit at 720p: the
+# same frames/s, and a lower pipelined/naive ratio): a whole 720p frame costs 3 ms, converted
+# ahead on the decoding thread, and the faces' two or three regions (a graph set up for each)
+# nearly as much, on the stages' threads; at 1080p and 4K the parts cost a fraction
+PAYS_FROM = 1_500_000
+
+
+def pays(width: int, height: int) -> bool:
+    """Whether frames of this size are better converted in parts than whole."""
+    return width * height >= PAYS_FROM
+
+
 SITINGS = ("left", "center", "topleft", "top", "bottomleft", "bottom")
 SITING_TRIES = 5
 
