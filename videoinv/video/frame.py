@@ -100,7 +100,8 @@ class FrameRecord:
         out = pixels[y0 - py:y1 - py, x0 - px:x1 - px]
         copied = False
         for patch_box, patch in self._patches:  # what stages pasted since, where it overlaps
-            ox0, oy0, ox1, oy1 = max(x0, patch_box[0]), max(y0, patch_box[1]), min(x1, patch_box[2]), min(y1, patch_box[3])
+            ox0, oy0 = max(x0, patch_box[0]), max(y0, patch_box[1])
+            ox1, oy1 = min(x1, patch_box[2]), min(y1, patch_box[3])
             if ox0 < ox1 and oy0 < oy1:
                 out, copied = (out, True) if copied else (out.copy(), True)
                 out[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0] = patch[oy0 - patch_box[1]:oy1 - patch_box[1],

@@ -128,9 +128,10 @@ class RegionConverter:
         graph.threads = 1  # a region is too small for slice threads (FFmpeg would start them per graph)
         source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
                                   time_base=frame.time_base or "1/1")
+        siting = siting or self.siting or "left"
         chain = [source, graph.add("crop", f"{w}:{h}:{x}:{y}:exact=1"),
-                 graph.add("scale", f"w={w}:h={h}:{self._scale}:in_chroma_loc={siting or self.siting or 'left'}"), graph.add("format", "rgb24"),
-                 graph.add("buffersink")]
+                 graph.add("scale", f"w={w}:h={h}:{self._scale}:in_chroma_loc={siting}"),
+                 graph.add("format", "rgb24"), graph.add("buffersink")]
         for a, b in zip(chain, chain[1:]):
             a.link_to(b)
         graph.configure()
