@@ -88,11 +88,64 @@ def test_regions_are_the_whole_frames_pixels(pattern_clips, name):
             for x0, y0, x1, y1 in _boxes(rng, w, h):
                 part = record.region((x0, y0, x1, y1))
                 assert np.array_equal(part, whole[y0:y1, x0:x1]), (record.index, (x0, y0, x1, y1))
-            assert record._image is None or name == "10-bit"  # no whole conversion was needed
+            # no whole conversion was needed, but for the siting on the first frame
+            assert record._image is None or name == "10-bit" or (record.index == 0 and "444" not in name)
+    if name not in ("10-bit", "yuv444p"):
+        assert records[0].has_image and not any(r.has_image for r in records[1:])
     if name == "chroma centre":
         assert reader.regions.siting == "center"
     elif name not in ("10-bit", "yuv444p"):
         assert reader.regions.siting == "left"  # H.264's default
+
+
+def _wholes(reader, monkeypatch):
+    """A list that grows by one for each whole-frame conversion ``reader`` makes."""
+    made, to_rgb = [], reader.to_rgb
+    monkeypatch.setattr(reader, "to_rgb", lambda frame: made.append(frame) or to_rgb(frame))
+    reader.regions.whole = reader.to_rgb
+    return made
+
+
+@pytest.mark.parametrize("flat, n, decided_by", [(6, 16, 8), (40, 70, 63)])
+def test_siting_waits_for_colour_and_each_flat_frame_converts_once(tmp_path, monkeypatch, flat, n, decided_by):
+    """A video whose first frames have no colour (a fade in from black) matches every siting
+    there: those frames are converted whole once each, whatever number of regions is read from
+    them, and regions are cut on their own soon after the colour comes (an earlier version gave
+    up after 5 undecided frames; after the first 8, a frame is tried at intervals: 63 is the
+    64th)."""
+    path = tmp_path / "fade.mp4"
+    ffmpeg("-f", "lavfi", "-i", PATTERN.format(w=640, h=360) + f",fade=in:s={flat}:n=3",
+           "-frames:v", str(n), *X264, "-pix_fmt", "yuv420p", path)
+    with Reader(path) as reader:
+        made = _wholes(reader, monkeypatch)
+        rng = np.random.default_rng(3)
+        decided = None
+        for record in reader.frames(rgb=False):
+            whole = reader.to_rgb(record.source)
+            made.pop()  # the test's own
+            for box in _boxes(rng, 640, 360, n=6):
+                assert np.array_equal(record.region(box), whole[box[1]:box[3], box[0]:box[2]])
+            if decided is None and reader.regions.siting is not None:
+                decided = record.index
+            assert record.has_image == (decided is None or record.index == decided)
+        assert reader.regions.siting == "left"
+        assert flat <= decided <= decided_by
+        assert len(made) == len({id(f) for f in made}) == decided + 1  # each at most once
+
+
+def test_grey_video_converts_each_frame_whole_once(tmp_path, monkeypatch):
+    path = tmp_path / "grey.mp4"
+    ffmpeg("-f", "lavfi", "-i", PATTERN.format(w=640, h=360) + ",hue=s=0", "-frames:v", "40", *X264,
+           "-pix_fmt", "yuv420p", path)
+    with Reader(path) as reader:
+        made = _wholes(reader, monkeypatch)
+        records = list(reader.frames(rgb=False))
+        rng = np.random.default_rng(4)
+        for record in records:
+            for box in _boxes(rng, 640, 360, n=5):
+                record.region(box)
+        assert reader.regions.siting is None and not reader.regions.unmatched
+        assert len(made) == len(records) == 40 and len({id(f) for f in made}) == 40
 
 
 def test_map_box_follows_every_orientation():
@@ -220,8 +273,8 @@ def test_edit_reading_regions_writes_the_same_video_as_reading_whole_frames(face
         return edit_video(face_clip, out, options=options, overwrite=True)
 
     converted = []
-    convert = regions.RegionConverter._convert
-    monkeypatch.setattr(regions.RegionConverter, "_convert", lambda self, *a: converted.append(a) or convert(self, *a))
+    rgb = regions.RegionConverter.rgb  # regions converted on their own (the siting's bands aside)
+    monkeypatch.setattr(regions.RegionConverter, "rgb", lambda self, *a: converted.append(a) or rgb(self, *a))
     monkeypatch.setattr(regions, "PAYS_FROM", 0)
     parts = run(tmp_path / "parts.mp4")
     n = len(converted)

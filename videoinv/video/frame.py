@@ -22,7 +22,8 @@ class FrameRecord:
     A record read from a video also keeps the decoded frame (``source``); its RGB ``image`` is
     made on first use and is **read-only**. A stage that looks at part of the picture asks for
     ``record.region(box)``: with the reader's ``regions`` converter only that part is converted
-    (the same pixels), until something wants the whole ``image``. A stage that changes the
+    (the same pixels), until something wants the whole ``image`` (or while the converter is
+    still learning the stream's chroma siting: then the first region converts the whole picture). A stage that changes the
     picture assigns a new array (``record.image = edited``), or hands over rectangles: the new
     pixels of one (``record.patch_region(box, pixels)``), or a whole picture that differs only
     inside some (``record.patch(edited, boxes)``). Records whose picture no stage replaced are
@@ -60,6 +61,8 @@ class FrameRecord:
     def image(self) -> np.ndarray:
         if self._image is None:
             image = self._to_rgb(self._source)
+            if self._regions is not None:  # what regions need to know, while they wait for it
+                self._regions.learn(self._source, image)
             for (x0, y0, x1, y1), pixels in self._patches:
                 image[y0:y1, x0:x1] = pixels
             image.flags.writeable = False
@@ -87,7 +90,8 @@ class FrameRecord:
         w, h = self.size
         x0, y0, x1, y1 = (int(v) for v in box)
         x0, y0, x1, y1 = max(0, min(w, x0)), max(0, min(h, y0)), max(0, min(w, x1)), max(0, min(h, y1))
-        if self._image is not None or self._regions is None or x1 <= x0 or y1 <= y0:
+        if (self._image is not None or self._regions is None or x1 <= x0 or y1 <= y0
+                or not self._regions.usable(self._source)):  # converted whole, once, instead
             view = self.image[y0:y1, x0:x1]
             view.flags.writeable = False
             return view
