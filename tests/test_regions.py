@@ -98,6 +98,39 @@ def test_regions_are_the_whole_frames_pixels(pattern_clips, name):
         assert reader.regions.siting == "left"  # H.264's default
 
 
+@pytest.mark.parametrize("name", ["yuv420p", "yuv422p", "odd size", "chroma centre", "rotated 90",
+                                  "rotated 270 flipped"])
+def test_a_region_mostly_converted_already_converts_only_the_rest(pattern_clips, name, monkeypatch):
+    """A box that overlaps a region converted before by half or more is put together from it
+    and from conversions of the rest only (above, below, left, right), with the same pixels."""
+    with Reader(pattern_clips[name]) as reader:
+        records = list(reader.frames(rgb=False))
+        converted = []
+        rgb = reader.regions.rgb
+        monkeypatch.setattr(reader.regions, "rgb", lambda frame, box: converted.append(box) or rgb(frame, box))
+        records[0].load()  # converted whole: the chroma siting is learnt from it
+        rng = np.random.default_rng(11)
+        for record in records[1:]:
+            whole = reader.to_rgb(record.source)
+            w, h = record.size
+            for _ in range(12):
+                record = record.unchanged()
+                bw, bh = int(rng.integers(80, w // 2)), int(rng.integers(80, h // 2))
+                x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+                first = (x0, y0, x0 + bw, y0 + bh)
+                dx, dy = int(rng.integers(-bw // 8, bw // 8 + 1)), int(rng.integers(-bh // 8, bh // 8 + 1))
+                gx, gy = int(rng.integers(0, bw // 16 + 1)), int(rng.integers(0, bh // 16 + 1))
+                second = (x0 + dx - gx, y0 + dy - gy, x0 + dx + bw + gx, y0 + dy + bh + gy)
+                record.region(first)
+                converted.clear()
+                part = record.region(second)
+                x0, y0, x1, y1 = max(0, second[0]), max(0, second[1]), min(w, second[2]), min(h, second[3])
+                assert np.array_equal(part, whole[y0:y1, x0:x1]), (record.index, first, second)
+                overlap = (min(x1, first[2]) - max(x0, first[0])) * (min(y1, first[3]) - max(y0, first[1]))
+                assert len(converted) <= 4
+                assert sum((b[2] - b[0]) * (b[3] - b[1]) for b in converted) == (x1 - x0) * (y1 - y0) - overlap
+
+
 def _wholes(reader, monkeypatch):
     """A list that grows by one for each whole-frame conversion ``reader`` makes."""
     made, to_rgb = [], reader.to_rgb
@@ -146,6 +179,28 @@ def test_grey_video_converts_each_frame_whole_once(tmp_path, monkeypatch):
                 record.region(box)
         assert reader.regions.siting is None and not reader.regions.unmatched
         assert len(made) == len(records) == 40 and len({id(f) for f in made}) == 40
+
+
+@pytest.mark.parametrize("size", [(3840, 2160), (1280, 720), (642, 362)])
+def test_thumbnails_are_block_means(size):
+    """A scene-cut thumbnail is the mean of each block of the picture, to a level (large
+    pictures are shrunk in two steps)."""
+    from videoinv.video.regions import shrink
+
+    w, h = size
+    rng = np.random.default_rng(5)
+    grey = rng.integers(0, 256, (h // 8 + 1, w // 8 + 1), dtype=np.uint8).repeat(8, 0).repeat(8, 1)[:h, :w]
+    thumb = shrink(grey, (64, 36))
+    assert thumb.shape == (36, 64)
+    ys, xs = np.linspace(0, h, 37), np.linspace(0, w, 65)
+    for i in range(36):
+        for j in range(64):
+            y0, y1, x0, x1 = ys[i], ys[i + 1], xs[j], xs[j + 1]
+            rows, cols = np.arange(int(y0), int(np.ceil(y1))), np.arange(int(x0), int(np.ceil(x1)))
+            wy = np.minimum(rows + 1, y1) - np.maximum(rows, y0)  # the share of each pixel inside
+            wx = np.minimum(cols + 1, x1) - np.maximum(cols, x0)
+            mean = (grey[np.ix_(rows, cols)] * np.outer(wy, wx)).sum() / ((y1 - y0) * (x1 - x0))
+            assert abs(int(thumb[i, j]) - mean) <= 1.0, (size, i, j)
 
 
 def test_map_box_follows_every_orientation():

@@ -98,7 +98,7 @@ class FrameRecord:
         box = (x0, y0, x1, y1)
         part = next((p for p in self._parts if _inside(box, p[0])), None)
         if part is None:
-            part = (box, self._regions.rgb(self._source, box))
+            part = (box, self._convert(box))
             self._parts.append(part)
         (px, py, _, _), pixels = part
         out = pixels[y0 - py:y1 - py, x0 - px:x1 - px]
@@ -113,6 +113,28 @@ class FrameRecord:
         out.flags.writeable = False
         return out
 
+    def _convert(self, box) -> np.ndarray:
+        """The RGB of ``box`` from the decoded frame: where a part converted before covers at
+        least half of it, only the rest (at 4K the aligner's quad box lies 96% inside the
+        tracker's landmark area, converted just before it)."""
+        x0, y0, x1, y1 = box
+        best, covered = None, 0
+        for part_box, pixels in self._parts:
+            ix0, iy0 = max(x0, part_box[0]), max(y0, part_box[1])
+            ix1, iy1 = min(x1, part_box[2]), min(y1, part_box[3])
+            if ix0 < ix1 and iy0 < iy1 and (ix1 - ix0) * (iy1 - iy0) > covered:
+                best, covered = (part_box, pixels, (ix0, iy0, ix1, iy1)), (ix1 - ix0) * (iy1 - iy0)
+        if best is None or 2 * covered < (x1 - x0) * (y1 - y0):
+            return self._regions.rgb(self._source, box)
+        (px, py, _, _), pixels, (ix0, iy0, ix1, iy1) = best
+        out = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = pixels[iy0 - py:iy1 - py, ix0 - px:ix1 - px]
+        rest = [(x0, y0, x1, iy0), (x0, iy1, x1, y1), (x0, iy0, ix0, iy1), (ix1, iy0, x1, iy1)]
+        for rx0, ry0, rx1, ry1 in rest:  # above, below, left and right of the covered part
+            if rx0 < rx1 and ry0 < ry1:
+                out[ry0 - y0:ry1 - y0, rx0 - x0:rx1 - x0] = self._regions.rgb(self._source, (rx0, ry0, rx1, ry1))
+        return out
+
     def thumbnail(self, size: tuple[int, int]) -> np.ndarray:
         """A grey ``size`` ``(width, height)`` uint8 thumbnail, area-averaged: the decoded luma
         where the reader gave a region converter (no RGB needed), else the RGB picture's grey."""
@@ -120,7 +142,9 @@ class FrameRecord:
             return self._regions.thumbnail(self._source, size)
         import cv2
 
-        return cv2.resize(cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+        from .regions import shrink
+
+        return shrink(cv2.cvtColor(self.image, cv2.COLOR_RGB2GRAY), size)
 
     def patch_region(self, box, pixels: np.ndarray) -> None:
         """Replace the pixels in ``box`` (inside the frame) with ``pixels``; the decoded frame is

@@ -53,6 +53,17 @@ def _retried(seen: int) -> bool:
     return seen <= 8 or seen % 32 == 0 or seen & (seen - 1) == 0
 
 
+def shrink(picture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``picture`` area-averaged to ``size`` ``(width, height)``. From 32 times the size up in
+    two steps, through 10 times the size: OpenCV's area filter took 6.7 ms for a 4K plane to a
+    64x36 thumbnail in one step (0.9 ms at 1080p), 2.4 ms in two; the result differs by a level
+    of rounding at most."""
+    w, h = size
+    if picture.shape[1] >= 32 * w and picture.shape[0] >= 32 * h:
+        picture = cv2.resize(picture, (10 * w, 10 * h), interpolation=cv2.INTER_AREA)
+    return cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+
+
 def plane_array(plane) -> np.ndarray:
     """A frame's 8-bit plane as a [height, width] uint8 array over its memory (no copy)."""
     rows = np.frombuffer(plane, np.uint8)[:plane.height * plane.line_size]
@@ -140,10 +151,8 @@ class RegionConverter:
         """The upright luma plane area-averaged to ``size`` ``(width, height)`` (uint8)."""
         w, h = size
         if frame.format.name not in FORMATS:
-            grey = cv2.cvtColor(self.whole(frame), cv2.COLOR_RGB2GRAY)
-            return cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        luma = plane_array(frame.planes[0])
-        small = cv2.resize(luma, (h, w) if swaps_axes(self.orientation) else (w, h), interpolation=cv2.INTER_AREA)
+            return shrink(cv2.cvtColor(self.whole(frame), cv2.COLOR_RGB2GRAY), size)
+        small = shrink(plane_array(frame.planes[0]), (h, w) if swaps_axes(self.orientation) else (w, h))
         return apply_orientation(small[..., None], self.orientation)[..., 0]
 
     def _convert(self, frame: av.VideoFrame, x: int, y: int, w: int, h: int, siting: str | None) -> np.ndarray:
