@@ -67,7 +67,8 @@ def _boxes(rng, w, h, n=30):
     boxes = [(0, 0, w, h), (0, 0, min(w, 7), min(h, 5)), (max(0, w - 9), max(0, h - 3), w, h), (1, 1, w - 1, h - 1)]
     while len(boxes) < n:
         x0, y0 = int(rng.integers(0, w - 1)), int(rng.integers(0, h - 1))
-        boxes.append((x0, y0, int(rng.integers(x0 + 1, min(w, x0 + 400) + 1)), int(rng.integers(y0 + 1, min(h, y0 + 300) + 1))))
+        x1, y1 = int(rng.integers(x0 + 1, min(w, x0 + 400) + 1)), int(rng.integers(y0 + 1, min(h, y0 + 300) + 1))
+        boxes.append((x0, y0, x1, y1))
     return boxes
 
 

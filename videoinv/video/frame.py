@@ -23,10 +23,11 @@ class FrameRecord:
     made on first use and is **read-only**. A stage that looks at part of the picture asks for
     ``record.region(box)``: with the reader's ``regions`` converter only that part is converted
     (the same pixels), until something wants the whole ``image`` (or while the converter is
-    still learning the stream's chroma siting: then the first region converts the whole picture). A stage that changes the
-    picture assigns a new array (``record.image = edited``), or hands over rectangles: the new
-    pixels of one (``record.patch_region(box, pixels)``), or a whole picture that differs only
-    inside some (``record.patch(edited, boxes)``). Records whose picture no stage replaced are
+    still learning the stream's chroma siting: then the first region converts the whole
+    picture). A stage that changes the picture assigns a new array (``record.image =
+    edited``), or hands over rectangles: the new pixels of one (``record.patch_region(box,
+    pixels)``), or a whole picture that differs only inside some (``record.patch(edited,
+    boxes)``). Records whose picture no stage replaced are
     encoded from the decoded frame directly, with no RGB round trip, and patched ones from the
     decoded frame with only the ``changed`` rectangles converted from RGB (see ``Writer``).
     """
