@@ -31,14 +31,20 @@ def test_upfirdn2d_matches_the_tap_by_tap_reference(up, down, pad, taps):
 
 @pytest.mark.parametrize("upsample, demodulate, kernel", [(False, True, 3), (True, True, 3), (False, False, 1)])
 @pytest.mark.parametrize("mode", ["grouped", "shared"])
-def test_modulated_conv_forms_match_the_per_sample_reference(monkeypatch, upsample, demodulate, kernel, mode):
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_modulated_conv_forms_match_the_per_sample_reference(monkeypatch, upsample, demodulate, kernel, mode,
+                                                             layout, batch):
     torch.manual_seed(0)
     conv = ModulatedConv2d(6, 5, kernel, 16, demodulate=demodulate, upsample=upsample).double()
     monkeypatch.setattr(ModulatedConv2d, "mode", mode)
-    x, style = torch.randn(3, 6, 8, 8, dtype=torch.float64), torch.randn(3, 16, dtype=torch.float64)
+    x, style = torch.randn(batch, 6, 8, 8, dtype=torch.float64), torch.randn(batch, 16, dtype=torch.float64)
+    x = x.contiguous(memory_format=layout)
     ours, ref = conv(x, style), modulated_conv2d_reference(conv, x, style)
-    assert ours.shape == ref.shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
+    assert ours.shape == ref.shape == (batch, 5, 16 if upsample else 8, 16 if upsample else 8)
     assert float((ours - ref).abs().max()) < 1e-10
+    if kernel == 1:  # a ToRGB keeps its input's layout: the RGB skip is then upsampled in it too
+        assert ours.is_contiguous(memory_format=layout)
 
 
 def tiny() -> StyleGAN2Generator:
