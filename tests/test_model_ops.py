@@ -45,6 +45,10 @@ def test_modulated_conv_forms_match_the_per_sample_reference(monkeypatch, upsamp
     assert float((ours - ref).abs().max()) < 1e-10
     if kernel == 1:  # a ToRGB keeps its input's layout: the RGB skip is then upsampled in it too
         assert ours.is_contiguous(memory_format=layout)
+    # a bias and a gain folded into the conv: gain * (conv + bias)
+    bias = torch.randn(5, dtype=torch.float64)
+    folded = conv(x, style, bias=bias, gain=1.7)
+    assert float((folded - 1.7 * (ref + bias.view(1, -1, 1, 1))).abs().max()) < 1e-10
 
 
 def tiny() -> StyleGAN2Generator:

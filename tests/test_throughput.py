@@ -107,9 +107,9 @@ def test_on_the_cpu_one_row_convolves_grouped_and_more_rows_shared(clip, tmp_pat
     (no per-row weights); the layers after k one face at a time: grouped (ops.ModulatedConv2d)."""
     forms = []
     for form in ("grouped", "shared"):
-        def counted(self, x, s, form=form, method=getattr(ops.ModulatedConv2d, f"_{form}")):
+        def counted(self, x, *args, form=form, method=getattr(ops.ModulatedConv2d, f"_{form}")):
             forms.append((form, x.shape[0]))
-            return method(self, x, s)
+            return method(self, x, *args)
         monkeypatch.setattr(ops.ModulatedConv2d, f"_{form}", counted)
     monkeypatch.setattr(traced, "_usable", lambda tensors: False)  # eager, so every conv is seen
     edited_frames(clip, tmp_path / "a.mp4", threaded=True)  # default batches: 8 frames before k, 1 after

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2.0)
+SLOPE = 0.2  # StyleGAN2's leaky ReLU
 
 
 # -- FIR resampling --------------------------------------------------------------------------
@@ -27,10 +28,11 @@ def make_kernel(taps) -> torch.Tensor:
 
 
 def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
-              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+              pad: tuple[int, int] = (0, 0), bias: torch.Tensor | None = None) -> torch.Tensor:
     """Upsample by zero insertion (each sample followed by ``up - 1`` zeros), pad ``pad[0]``
     before and ``pad[1]`` after on both axes (negative pads crop), convolve with the 2-D FIR
-    ``kernel`` (a true convolution, i.e. flipped), keep every ``down``-th sample.
+    ``kernel`` (a true convolution, i.e. flipped), keep every ``down``-th sample; then add
+    ``bias`` [C] per channel (inside the filtering conv where it is one: no pass of its own).
     ``x``: [B,C,H,W] -> [B,C,H',W'].
 
     Where the pads allow it the same sums are formed in one op that keeps the input's memory
@@ -40,6 +42,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     b, c, h, w = x.shape
     p0, p1 = pad
     kh = kernel.shape[0]
+    if bias is not None and not (up == 1 and down == 1 and p0 == p1 >= 0):
+        return upfirdn2d(x, kernel, up, down, pad) + bias.to(x.dtype).view(1, -1, 1, 1)
     if up > 1 and down == 1 and kernel.shape[0] == kernel.shape[1] and 0 <= kh - 1 - p0 and p1 <= kh - up:
         weight = kernel.to(x.dtype)[None, None].expand(c, 1, kh, kh)
         out = F.conv_transpose2d(x, weight, stride=up, groups=c)
@@ -47,7 +51,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
         return out[:, :, first:first + h * up + p0 + p1 - kh + 1, first:first + w * up + p0 + p1 - kh + 1]
     if up == 1 and p0 == p1 >= 0:
         weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(c, 1, *kernel.shape)
-        out = F.conv2d(x, weight, padding=p0, groups=c)
+        out = F.conv2d(x, weight, None if bias is None else bias.to(x.dtype), padding=p0, groups=c)
         return out[:, :, ::down, ::down] if down > 1 else out
     if up > 1:
         x = x.reshape(b, c, h, 1, w, 1)
@@ -87,8 +91,8 @@ class Blur(nn.Module):
         self.register_buffer("kernel", make_kernel(taps) * gain)
         self.pad = pad
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad, bias=bias)
 
 
 class Upsample(nn.Module):
@@ -106,7 +110,7 @@ class Upsample(nn.Module):
 
 
 # -- activation -------------------------------------------------------------------------------
-def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2, gain: float = SQRT2,
+def bias_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = SLOPE, gain: float = SQRT2,
                     inplace: bool = False) -> torch.Tensor:
     """``leaky_relu(x + bias) * gain``; ``bias`` [C] broadcast over dim 1. ``inplace``: the same
     operations written into ``x`` (no new buffers; not for tensors autograd needs)."""
@@ -191,6 +195,10 @@ class ModulatedConv2d(nn.Module):
     ``mode="grouped"`` builds a weight per sample and runs one grouped conv (groups = batch);
     ``mode="shared"`` scales the activations by ``s``, runs the shared weight, and applies the
     demodulation to the output (cheaper for large batches). ``x`` [B,in,H,W] -> [B,out,H',W'].
+
+    ``bias`` [out] and ``gain`` give ``gain * (conv + bias)`` with no pass over the output of
+    their own: the gain scales the weights (or the demodulation), and the bias is added by the
+    convolution that makes the output (the blur's, when upsampling).
     """
 
     mode = "grouped"
@@ -209,46 +217,61 @@ class ModulatedConv2d(nn.Module):
             p = (len(blur_taps) - 2) - (kernel_size - 1)
             self.blur = Blur(blur_taps, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, bias: torch.Tensor | None = None,
+                gain: float = 1.0) -> torch.Tensor:
         s = self.modulation(style)  # [B, in]
+        if bias is not None:
+            bias = bias * gain if gain != 1 else bias
         if (CONV_MODE.get() or self.mode) == "shared":
-            return self._shared(x, s)
-        return self._grouped(x, s)
+            return self._shared(x, s, bias, gain)
+        return self._grouped(x, s, bias, gain)
 
     def _demod(self, s: torch.Tensor) -> torch.Tensor:
         """rsqrt of the sum of squares of each sample's modulated weight: [B, out]."""
         w2 = (self.weight[0] * self.scale).square().sum(dim=(2, 3))  # [out, in]
         return torch.rsqrt(s.square() @ w2.t().to(s.dtype) + 1e-8)
 
-    def _grouped(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def _grouped(self, x: torch.Tensor, s: torch.Tensor, bias: torch.Tensor | None, gain: float) -> torch.Tensor:
         b, cin, h, w = x.shape
         weight = self.scale * self.weight * s.view(b, 1, cin, 1, 1)  # [B,out,in,k,k]
         if self.demodulate:
-            weight = weight * torch.rsqrt(weight.square().sum(dim=(2, 3, 4)) + 1e-8).view(b, -1, 1, 1, 1)
+            demod = torch.rsqrt(weight.square().sum(dim=(2, 3, 4)) + 1e-8)
+            weight = weight * (demod * gain if gain != 1 else demod).view(b, -1, 1, 1, 1)
+        elif gain != 1:
+            weight = weight * gain
+        bias = None if bias is None else bias.to(x.dtype)
         k = self.kernel_size
         if k == 1 and not self.upsample:  # a per-sample matrix product (ToRGB), in x's memory format
-            return _pointwise(weight[:, :, :, 0, 0].to(x.dtype), x)
+            out = _pointwise(weight[:, :, :, 0, 0].to(x.dtype), x)
+            return out if bias is None else out + bias.view(1, -1, 1, 1)
         # one sample: no regrouping, whose reshape would also drop a channels-last layout
         x = x.reshape(1, b * cin, h, w) if b > 1 else x
         if self.upsample:
             weight = weight.transpose(1, 2).reshape(b * cin, self.out_channels, k, k)
             out = F.conv_transpose2d(x, weight.to(x.dtype), stride=2, groups=b)
             out = out.view(b, self.out_channels, *out.shape[2:]) if b > 1 else out
-            return self.blur(out)
-        out = F.conv2d(x, weight.reshape(b * self.out_channels, cin, k, k).to(x.dtype),
+            return self.blur(out, bias)
+        if bias is not None and b > 1:
+            bias = bias.repeat(b)
+        out = F.conv2d(x, weight.reshape(b * self.out_channels, cin, k, k).to(x.dtype), bias,
                        padding=self.padding, groups=b)
         return out.view(b, self.out_channels, h, w) if b > 1 else out
 
-    def _shared(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def _shared(self, x: torch.Tensor, s: torch.Tensor, bias: torch.Tensor | None, gain: float) -> torch.Tensor:
         weight = (self.weight[0] * self.scale).to(x.dtype)  # [out, in, k, k]
         x = x * s.to(x.dtype)[:, :, None, None]
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
             out = F.conv2d(x, weight, padding=self.padding)
-        if self.demodulate:
-            out = out * self._demod(s).to(out.dtype)[:, :, None, None]
-        return out
+        if self.demodulate:  # the demodulation, gain and bias in one pass
+            demod = self._demod(s)
+            scale = (demod * gain if gain != 1 else demod).to(out.dtype)[:, :, None, None]
+            if bias is None:
+                return out * scale
+            return torch.addcmul(bias.to(out.dtype).view(1, -1, 1, 1), out, scale)
+        out = out * gain if gain != 1 else out
+        return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
 
 
 def modulated_conv2d_reference(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,10 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .ops import EqualLinear, FusedLeakyReLU, ModulatedConv2d, PixelNorm, Upsample
+from .ops import SLOPE, SQRT2, EqualLinear, FusedLeakyReLU, ModulatedConv2d, PixelNorm, Upsample
 
 BLUR = (1, 3, 3, 1)
 
@@ -68,13 +69,16 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x, style)
+        # sqrt2 * lrelu(conv + noise + bias) = lrelu(sqrt2 * (conv + bias) + sqrt2 * noise): the
+        # conv applies the gain and adds the bias without passes of their own (ModulatedConv2d),
+        # so only the noise and the activation go over the output (at 1024x1024 each pass is
+        # 128 MB of memory traffic per face)
+        out = self.conv(x, style, bias=self.activate.bias, gain=SQRT2)
+        noise = (self.noise.weight * SQRT2).to(out.dtype) * noise.to(out.dtype)
         if torch.is_grad_enabled():
-            return self.activate(self.noise(out, noise))
-        # inference: the same operations, in place on the conv's fresh output (one buffer
-        # instead of four, so less memory traffic: it matters at the high resolutions)
-        out.add_(self.noise.weight.to(out.dtype) * noise.to(out.dtype))
-        return self.activate(out, inplace=True)
+            return F.leaky_relu(out + noise, SLOPE)
+        # inference: in place on the conv's fresh output (one buffer instead of three)
+        return F.leaky_relu_(out.add_(noise), SLOPE)
 
 
 class ToRGB(nn.Module):
