@@ -27,6 +27,9 @@ def test_upfirdn2d_matches_the_tap_by_tap_reference(up, down, pad, taps):
     ours, ref = upfirdn2d(x, k, up, down, pad), upfirdn2d_reference(x, k, up, down, pad)
     assert ours.shape == ref.shape
     assert float((ours - ref).abs().max()) < 1e-12
+    bias = torch.tensor([0.5, -2.0, 3.0], dtype=torch.float64)  # added after the filter, per channel
+    biased = upfirdn2d(x, k, up, down, pad, bias=bias)
+    assert float((biased - ref - bias.view(1, -1, 1, 1)).abs().max()) < 1e-12
 
 
 @pytest.mark.parametrize("upsample, demodulate, kernel", [(False, True, 3), (True, True, 3), (False, False, 1)])
