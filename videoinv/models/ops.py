@@ -157,17 +157,22 @@ class EqualLinear(nn.Module):
 
 
 # -- modulated convolution --------------------------------------------------------------------
-def _pointwise(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """A per-sample 1x1 conv, ``weight`` [B,out,in] applied to ``x`` [B,in,H,W], with the result
-    in ``x``'s memory format. Channels-last ``x`` is read as the [B,H*W,in] matrix it is in
-    memory: a matrix product over its channels would otherwise first copy it to channels-first
-    (the 256x256 ToRGB input of random:256:32 is 8 MB), and the channels-first result made the
-    RGB skip's 2x upsampling take the slow path of a depthwise transposed conv (4-8x slower)."""
+def _pointwise(weight: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """A per-sample 1x1 conv, ``weight`` [B,out,in] applied to ``x`` [B,in,H,W], plus ``bias``
+    [out], with the result in ``x``'s memory format. Channels-last ``x`` is read as the
+    [B,H*W,in] matrix it is in memory: a matrix product over its channels would otherwise first
+    copy it to channels-first (the 256x256 ToRGB input of random:256:32 is 8 MB), and the
+    channels-first result made the RGB skip's 2x upsampling take the slow path of a depthwise
+    transposed conv (4-8x slower). The bias goes in with the product: added afterwards to a
+    channels-last [B,3,H,W] it runs a slow loop over 3 channels (10 ms at 1024x1024 in bf16)."""
     b, cin, h, w = x.shape
     if cin > 1 and h * w > 1 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        out = torch.bmm(x.permute(0, 2, 3, 1).reshape(b, h * w, cin), weight.transpose(1, 2))
+        x = x.permute(0, 2, 3, 1).reshape(b, h * w, cin)
+        out = torch.bmm(x, weight.transpose(1, 2)) if bias is None else \
+            torch.baddbmm(bias.view(1, 1, -1), x, weight.transpose(1, 2))
         return out.view(b, h, w, -1).permute(0, 3, 1, 2)
-    return torch.einsum("boi,bihw->bohw", weight, x)
+    out = torch.einsum("boi,bihw->bohw", weight, x)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
 CONV_MODE: ContextVar[str | None] = ContextVar("videoinv_conv_mode", default=None)
@@ -242,8 +247,7 @@ class ModulatedConv2d(nn.Module):
         bias = None if bias is None else bias.to(x.dtype)
         k = self.kernel_size
         if k == 1 and not self.upsample:  # a per-sample matrix product (ToRGB), in x's memory format
-            out = _pointwise(weight[:, :, :, 0, 0].to(x.dtype), x)
-            return out if bias is None else out + bias.view(1, -1, 1, 1)
+            return _pointwise(weight[:, :, :, 0, 0].to(x.dtype), x, bias)
         # one sample: no regrouping, whose reshape would also drop a channels-last layout
         x = x.reshape(1, b * cin, h, w) if b > 1 else x
         if self.upsample:
@@ -260,6 +264,9 @@ class ModulatedConv2d(nn.Module):
     def _shared(self, x: torch.Tensor, s: torch.Tensor, bias: torch.Tensor | None, gain: float) -> torch.Tensor:
         weight = (self.weight[0] * self.scale).to(x.dtype)  # [out, in, k, k]
         x = x * s.to(x.dtype)[:, :, None, None]
+        if not self.demodulate and not self.upsample:  # the gain and bias go into the conv
+            weight = weight * gain if gain != 1 else weight
+            return F.conv2d(x, weight, None if bias is None else bias.to(x.dtype), padding=self.padding)
         if self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else:
@@ -271,7 +278,7 @@ class ModulatedConv2d(nn.Module):
                 return out * scale
             return torch.addcmul(bias.to(out.dtype).view(1, -1, 1, 1), out, scale)
         out = out * gain if gain != 1 else out
-        return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
+        return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)  # (upsampled, undemodulated)
 
 
 def modulated_conv2d_reference(conv: ModulatedConv2d, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:

@@ -90,7 +90,7 @@ class ToRGB(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, style) + self.bias.to(x.dtype)
+        out = self.conv(x, style, bias=self.bias.view(-1))  # the bias added by the conv (no pass of its own)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
