@@ -417,6 +417,43 @@ def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
     assert "pipelined / naive" in table and "binding" in table and "page faults" in table
 
 
+def test_compiled_synthesis_is_one_graph_per_batch_shape_and_conv_form(monkeypatch):
+    """No graph breaks (fullgraph raises at one) and no recompiles on a repeat call: a break at
+    every modulated conv used to hit torch's recompile limit and run the rest eagerly."""
+    from videoinv.models.tuning import CompiledGenerator
+    graphs = []
+
+    def count(gm, inputs):  # a backend that keeps the captured graph and runs it as it is
+        graphs.append(gm)
+        return gm.forward
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, dynamic=None: real(
+        fn, backend=count, fullgraph=True, dynamic=dynamic))
+    torch._dynamo.reset()
+    try:
+        G = load_models(MODEL, "cpu").G
+        CG = CompiledGenerator(G, "on")
+        g = torch.Generator().manual_seed(3)
+        w = torch.randn(1, G.n_latent, G.style_dim, generator=g)
+        edited = w + 0.5
+        feat = torch.randn(1, G.channels[16], 16, 16, generator=g)
+        with torch.no_grad():
+            for mode, total in (("grouped", 2), ("shared", 4), ("grouped", 4)):
+                with ops.conv_mode(mode):
+                    head, eager_head = CG.edit_head(w, edited, feat), G.edit_head(w, edited, feat)
+                    image, eager = CG.synthesize_from(edited, *head), G.synthesize_from(edited, *eager_head)
+                assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(head, eager_head))
+                assert torch.allclose(image, eager, atol=1e-5)
+                # per form: the head at 2 rows ([w; w~]) and the tail at 1; nothing new the third time
+                assert len(graphs) == total
+        # the forms differ inside the graphs: a grouped conv against a batched matmul
+        ops_of = [{str(n.target) for n in gm.graph.nodes if n.op == "call_function"} for gm in graphs]
+        assert ops_of[0] != ops_of[2] and ops_of[1] != ops_of[3]
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.mark.slow
 def test_compiled_models_match_and_keep_a_fixed_batch_shape(clip, tmp_path, monkeypatch):
     plain, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=True, batch=5, workers=0, parallel=1)
@@ -424,7 +461,7 @@ def test_compiled_models_match_and_keep_a_fixed_batch_shape(clip, tmp_path, monk
     real = torch.compile
 
     def watch(fn, **kwargs):
-        compiled = real(fn, **kwargs)
+        compiled = real(fn, fullgraph=True, **kwargs)  # a graph break raises
 
         def call(x, *args, **kw):
             shapes.append(tuple(x.shape))

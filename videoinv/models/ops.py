@@ -223,11 +223,14 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(blur_taps, pad=((p + 1) // 2 + 1, p // 2 + 1), gain=4)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, bias: torch.Tensor | None = None,
-                gain: float = 1.0) -> torch.Tensor:
+                gain: float = 1.0, mode: str | None = None) -> torch.Tensor:
+        """``mode``: the form for this call; None: this thread's ``conv_mode``, else the class
+        default. Compiled callers pass it: ``torch.compile`` cannot read a ContextVar, and
+        every read split the compiled graph in two (see tuning.CompiledGenerator)."""
         s = self.modulation(style)  # [B, in]
         if bias is not None:
             bias = bias * gain if gain != 1 else bias
-        if (CONV_MODE.get() or self.mode) == "shared":
+        if (mode or CONV_MODE.get() or self.mode) == "shared":
             return self._shared(x, s, bias, gain)
         return self._grouped(x, s, bias, gain)
 

@@ -68,12 +68,13 @@ class StyledConv(nn.Module):
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channels)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor,
+                mode: str | None = None) -> torch.Tensor:
         # sqrt2 * lrelu(conv + noise + bias) = lrelu(sqrt2 * (conv + bias) + sqrt2 * noise): the
         # conv applies the gain and adds the bias without passes of their own (ModulatedConv2d),
         # so only the noise and the activation go over the output (at 1024x1024 each pass is
         # 128 MB of memory traffic per face)
-        out = self.conv(x, style, bias=self.activate.bias, gain=SQRT2)
+        out = self.conv(x, style, bias=self.activate.bias, gain=SQRT2, mode=mode)
         noise = (self.noise.weight * SQRT2).to(out.dtype) * noise.to(out.dtype)
         if torch.is_grad_enabled():
             return F.leaky_relu(out + noise, SLOPE)
@@ -89,8 +90,9 @@ class ToRGB(nn.Module):
         self.conv = ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.conv(x, style, bias=self.bias.view(-1))  # the bias added by the conv (no pass of its own)
+    def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None,
+                mode: str | None = None) -> torch.Tensor:
+        out = self.conv(x, style, bias=self.bias.view(-1), mode=mode)  # the bias added by the conv (no pass of its own)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -194,24 +196,25 @@ class StyleGAN2Generator(nn.Module):
 
     def _layers(self, w: torch.Tensor, noise: Sequence[torch.Tensor], start: int, stop: int,
                 out: torch.Tensor | None = None, skip: torch.Tensor | None = None,
-                rgb: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+                rgb: bool = True, mode: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Styled convs number ``start`` to ``stop - 1`` with their ToRGBs, from ``out`` (the
         activation entering conv ``start``) and ``skip`` (the RGB image so far); returns both
         after conv ``stop - 1``. ``rgb=False`` leaves the ToRGBs out (the skip is then stale).
         ``out`` and ``skip`` are put in the activation layout here, so that a traced call does
-        that too, without an operator called from Python."""
+        that too, without an operator called from Python. ``mode``: the modulated convs' form
+        (None: as ``ModulatedConv2d.forward`` decides)."""
         if out is not None:
             out = self._layout(out)
         if skip is not None:
             skip = self._layout(skip)
         for j in range(start, stop):
             if j == 0:
-                out = self.conv1(self._layout(self.input(w.shape[0]).to(w.dtype)), w[:, 0], noise[0])
-                skip = self.to_rgb1(out, w[:, 1]) if rgb else None
+                out = self.conv1(self._layout(self.input(w.shape[0]).to(w.dtype)), w[:, 0], noise[0], mode)
+                skip = self.to_rgb1(out, w[:, 1], mode=mode) if rgb else None
                 continue
-            out = self.convs[j - 1](out, w[:, j], noise[j])
+            out = self.convs[j - 1](out, w[:, j], noise[j], mode)
             if j % 2 == 0 and rgb:  # the second conv of a resolution: its ToRGB adds to the skip
-                skip = self.to_rgbs[j // 2 - 1](out, w[:, j + 1], skip)
+                skip = self.to_rgbs[j // 2 - 1](out, w[:, j + 1], skip, mode)
         return out, skip
 
     def _check_k(self, k: int) -> None:

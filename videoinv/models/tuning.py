@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .ops import conv_mode
+from .ops import CONV_MODE, ModulatedConv2d, conv_mode
 from .stylegan2 import LayersRunner
 
 log = logging.getLogger(__name__)
@@ -108,11 +108,19 @@ COMPILE_MODES = {"off": None, "on": "default", "graphs": "reduce-overhead"}
 class CompiledGenerator(LayersRunner):
     """A generator whose synthesis runs through ``torch.compile`` (``graphs``: with CUDA graphs,
     torch's "reduce-overhead" mode); every other attribute is the generator's own. Compiled code
-    is specialised to the batch size: callers keep batches at a fixed size (see pad_batch)."""
+    is specialised to the batch size: callers keep batches at a fixed size (see pad_batch).
+
+    The modulated convs' form (this thread's ``conv_mode``) is read here and passed in, so the
+    layers compile as one graph per (batch shape, form): read inside, where torch.compile cannot
+    follow a ContextVar, it cut the graph at every conv, and the pieces, recompiled for every
+    layer's shapes, ran into torch's recompile limit and ran eagerly from then on."""
 
     def __init__(self, G, mode: str):
         super().__init__(G)
-        self._layers = torch.compile(G._layers, mode=COMPILE_MODES[mode], dynamic=False)
+        self._compiled = torch.compile(G._layers, mode=COMPILE_MODES[mode], dynamic=False)
+
+    def _layers(self, w, noise, start, stop, out=None, skip=None, rgb=True):
+        return self._compiled(w, noise, start, stop, out, skip, rgb, CONV_MODE.get() or ModulatedConv2d.mode)
 
 
 def compiled_encoder(E, mode: str):
