@@ -191,6 +191,12 @@ def conv_mode(mode: str | None):
         CONV_MODE.reset(token)
 
 
+def active_conv_mode() -> str:
+    """The form the modulated convs of this thread run in now: its ``conv_mode``, else the class
+    default."""
+    return CONV_MODE.get() or ModulatedConv2d.mode
+
+
 class ModulatedConv2d(nn.Module):
     """StyleGAN2's style-modulated convolution (optionally demodulated, optionally 2x upsampling
     through a transposed conv + blur).
@@ -224,13 +230,12 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, bias: torch.Tensor | None = None,
                 gain: float = 1.0, mode: str | None = None) -> torch.Tensor:
-        """``mode``: the form for this call; None: this thread's ``conv_mode``, else the class
-        default. Compiled callers pass it: ``torch.compile`` cannot read a ContextVar, and
+        """``mode``: the form for this call; None: ``active_conv_mode()``. Compiled callers pass it: ``torch.compile`` cannot read a ContextVar, and
         every read split the compiled graph in two (see tuning.CompiledGenerator)."""
         s = self.modulation(style)  # [B, in]
         if bias is not None:
             bias = bias * gain if gain != 1 else bias
-        if (mode or CONV_MODE.get() or self.mode) == "shared":
+        if (mode or active_conv_mode()) == "shared":
             return self._shared(x, s, bias, gain)
         return self._grouped(x, s, bias, gain)
 

@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .ops import CONV_MODE
+from .ops import active_conv_mode
 from .stylegan2 import LayersRunner
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _signature(tensors: Sequence[torch.Tensor]) -> tuple:
 
 def _state() -> tuple:
     """What else fixes the path a call takes: the modulated conv's form."""
-    return (CONV_MODE.get(),)
+    return (active_conv_mode(),)
 
 
 def _remember(kept: OrderedDict, key: tuple, value, limit: int) -> None:

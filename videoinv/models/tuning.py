@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from .ops import CONV_MODE, ModulatedConv2d, conv_mode
+from .ops import active_conv_mode, conv_mode
 from .stylegan2 import LayersRunner
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class CompiledGenerator(LayersRunner):
         self._compiled = torch.compile(G._layers, mode=COMPILE_MODES[mode], dynamic=False)
 
     def _layers(self, w, noise, start, stop, out=None, skip=None, rgb=True):
-        return self._compiled(w, noise, start, stop, out, skip, rgb, CONV_MODE.get() or ModulatedConv2d.mode)
+        return self._compiled(w, noise, start, stop, out, skip, rgb, active_conv_mode())
 
 
 def compiled_encoder(E, mode: str):
