@@ -133,18 +133,24 @@ def _command(root, out, *extra):
             "--n", "4", "--frames", "8", "--side-by-side", "1", *extra]
 
 
+def _finished(videos):
+    """The per-video results written under their final names (pathlib's ``*`` also matches the
+    hidden ``.<name>.<random>.partial.json`` a run is still writing)."""
+    return [p for p in videos.glob("*.json") if not p.name.startswith(".")]
+
+
 def test_killed_run_resumes_without_recomputing(mini_ravdess, tmp_path):
     out = tmp_path / "results"
     env = dict(os.environ, PYTHONPATH=str(ROOT_DIR) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(_command(mini_ravdess, out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not list((out / "videos").glob("*.json")):
+    while time.time() < deadline and proc.poll() is None and not _finished(out / "videos"):
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read().decode()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
-    done = {p.stem: p.stat().st_mtime_ns for p in (out / "videos").glob("*.json")}
+    done = {p.stem: p.stat().st_mtime_ns for p in _finished(out / "videos")}
     assert 1 <= len(done) < 4
     assert not (out / "report.md").exists()
 
@@ -154,7 +160,7 @@ def test_killed_run_resumes_without_recomputing(mini_ravdess, tmp_path):
         assert f"{stem}: finished in an earlier run, reused" in result.stderr
         assert f"{stem}: evaluating" not in result.stderr
     assert f"{4 - len(done)} video(s) evaluated, {len(done)} reused" in result.stderr
-    after = {p.stem: p.stat().st_mtime_ns for p in (out / "videos").glob("*.json")}
+    after = {p.stem: p.stat().st_mtime_ns for p in _finished(out / "videos")}
     assert len(after) == 4 and all(after[s] == t for s, t in done.items())
     assert not list((out / "videos").glob(".*partial*"))  # the killed run's temporary files are gone
     data = json.loads((out / "results.json").read_text())
