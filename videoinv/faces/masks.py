@@ -69,11 +69,8 @@ def segment_masks(landmarks: np.ndarray, size: int, forehead: float = 1.0) -> di
     s = d / size
     raised = raised_brows(lm, forehead)
 
-    def blank() -> np.ndarray:
-        return zeroed(d)
-
-    eyes = _poly(_poly(blank(), lm[36:42], s), lm[42:48], s)
-    brows = blank()
+    eyes = _poly(_poly(zeroed(d), lm[36:42], s), lm[42:48], s)
+    brows = zeroed(d)
     width = max(1, int(round(0.12 * np.hypot(*(lm[45] - lm[36])) * s)))
     for part in (lm[17:22], lm[22:27]):
         cv2.polylines(brows, [np.round(part * s * 16).astype(np.int32)], False, 255, width, cv2.LINE_AA, shift=4)
@@ -81,13 +78,13 @@ def segment_masks(landmarks: np.ndarray, size: int, forehead: float = 1.0) -> di
     widen = 0.2 * (lm[35] - lm[31])
     nose_pts[4] -= widen  # point 31 outwards
     nose_pts[8] += widen  # point 35 outwards
-    nose = _poly(blank(), nose_pts, s, hull=True)
-    mouth = _poly(blank(), lm[48:60], s)
-    inner = _poly(blank(), lm[60:68], s)
+    nose = _poly(zeroed(d), nose_pts, s, hull=True)
+    mouth = _poly(zeroed(d), lm[48:60], s)
+    inner = _poly(zeroed(d), lm[60:68], s)
     lips = cv2.subtract(mouth, inner)
     band = np.concatenate([raised[:5], raised[5:], lm[26:21:-1], lm[21:16:-1]])
-    forehead_mask = _poly(blank(), band, s)
-    face = _poly(blank(), np.concatenate([lm[0:17], raised]), s, hull=True)
+    forehead_mask = _poly(zeroed(d), band, s)
+    face = _poly(zeroed(d), np.concatenate([lm[0:17], raised]), s, hull=True)
     others = np.maximum.reduce([eyes, brows, nose, mouth, forehead_mask])
     skin = cv2.subtract(face, others)
     return {"skin": skin, "brows": brows, "eyes": eyes, "nose": nose, "mouth": mouth, "lips": lips,
