@@ -135,3 +135,44 @@ def test_convert_to_safetensors_round_trip(models, tmp_path):
     assert load_checkpoint(enc_out).kind == "encoder"
     with pytest.raises(CheckpointError, match="must end in .safetensors"):
         convert_to_safetensors(src, tmp_path / "g.bin")
+
+
+def test_weights_id_is_hashed_once_and_follows_changes_to_the_weights(monkeypatch):
+    import copy
+    import hashlib
+
+    from videoinv.models import checkpoints
+
+    G = copy.deepcopy(load_generator("random:64:16")[0])  # this test's own module
+    hashed = []
+
+    class Counting:
+        def sha256(self, *args):
+            hashed.append(1)
+            return hashlib.sha256(*args)
+
+    monkeypatch.setattr(checkpoints, "hashlib", Counting())
+    first = checkpoints.weights_id(G)
+    assert checkpoints.weights_id(G) == first and len(hashed) == 1  # asked again: not hashed again
+    original = copy.deepcopy(G.state_dict())
+    name, param = next(iter(G.named_parameters()))
+    param.add_(1.0)  # written in place: a new id, the one a fresh copy of the changed model gets
+    changed = checkpoints.weights_id(G)
+    assert changed != first and checkpoints.weights_id(copy.deepcopy(G)) == changed
+    G.load_state_dict(original)  # the old weights back: the old id
+    assert checkpoints.weights_id(G) == first
+    G.noises.noise_0.add_(1.0)  # the stored noise is not a weight
+    assert checkpoints.weights_id(G) == first
+
+
+def test_weights_id_of_a_model_made_in_inference_mode():
+    from videoinv.models.checkpoints import weights_id
+
+    with torch.inference_mode():  # tensors without a version counter: hashed every time, same id
+        made = torch.nn.Linear(4, 3)
+        twin = torch.nn.Linear(4, 3)
+        twin.load_state_dict(made.state_dict())
+    assert weights_id(made) == weights_id(made) == weights_id(twin)
+    with torch.inference_mode():
+        made.weight.add_(1.0)
+    assert weights_id(made) != weights_id(twin)
