@@ -2,8 +2,8 @@
 
 The point is Python's GIL. An eager model call takes and releases the GIL around each of its
 hundreds of operators, and a thread that wants it back waits until the thread holding it lets
-go, up to the 5 ms switch interval. In a pipelined run other stages hold it often (dlib detects
-and fits landmarks with it held, blending and colour conversion run Python between their array
+go, up to the 5 ms switch interval. In a pipelined run other stages hold it often (dlib fits
+landmarks with it held, blending and colour conversion run Python between their array
 calls), so the models stall: one thread of random:256:32 synthesis took 23 ms per face alone and
 1.6 s beside a busy Python thread; random:256 0.47 s and 2.1 s. A replayed trace runs the whole
 call in C++ with the GIL released, the generator's input layout included: 27 ms and 0.47 s
