@@ -155,8 +155,7 @@ def test_weights_id_is_hashed_once_and_follows_changes_to_the_weights(monkeypatc
     first = checkpoints.weights_id(G)
     assert checkpoints.weights_id(G) == first and len(hashed) == 1  # asked again: not hashed again
     original = copy.deepcopy(G.state_dict())
-    name, param = next(iter(G.named_parameters()))
-    param.add_(1.0)  # written in place: a new id, the one a fresh copy of the changed model gets
+    next(G.parameters()).add_(1.0)  # written in place: a new id, the one a fresh copy of the changed model gets
     changed = checkpoints.weights_id(G)
     assert changed != first and checkpoints.weights_id(copy.deepcopy(G)) == changed
     G.load_state_dict(original)  # the old weights back: the old id
