@@ -24,6 +24,7 @@ from videoinv.faces.warp import crop_tensor, paste_tensor
 from videoinv.models import FeatureStyleEncoder, StyleGAN2Generator, ops, traced
 from videoinv.models.specs import load_models
 from videoinv.pipeline.batching import AdaptiveBatch
+from videoinv.pipeline import speed
 from videoinv.pipeline.jobs import edit_video
 from videoinv.pipeline.runner import Pipeline
 from videoinv.pipeline.stage import Stage
@@ -406,6 +407,7 @@ def test_bench_speed_reports_both_runs_and_the_ceilings(tmp_path, capsys):
     in_order = naive_runs[-1:] + naive_runs[:-1]
     assert entry["speedup_per_turn"] == pytest.approx([p / n for n, p in zip(in_order, piped_runs)], rel=1e-2)
     assert len(entry["speedup_per_turn"]) == len(piped_runs) == len(naive_runs) == 3
+    assert len(entry["pipelined"]["faults_all"]) == 3 and 1 <= entry["pipelined_warmups"] <= speed.WARMUPS
     assert min(entry["speedup_per_turn"]) <= entry["speedup_median"] <= max(entry["speedup_per_turn"])
     assert entry["max_diff_levels"] <= 1 and entry["bf16_psnr_db"] > 30
     assert entry["naive_repeatable"]  # its later runs gave the first run's frames exactly

@@ -11,7 +11,7 @@ the naive ones as they come. Each mode runs ``repeat`` times after warming up (m
 and codecs loaded, model calls traced, the convolutions of its batch shapes compiled by oneDNN,
 the memory it needs at its peak faulted in: a cold pipelined run took up to a third more CPU
 time; the naive loop warms up with one full run, the pipelined one with full runs until one
-faults in little new memory) and its fastest run counts; the two modes take turns, so a slow
+faults in little new memory, as the bulk of a long video runs) and its fastest run counts; the two modes take turns, so a slow
 spell of the machine hits both alike, and each turn's ratio is reported too (the fastest of
 each favours the mode whose speed varies more). Reported per run: frames/s end to end, busy
 seconds per stage (decode and encode included), page faults, and on CUDA the GPU's busy share
@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 
 EDIT = "sefa0=3"
 SETTLED = 5000  # page faults (20 MB) under which a pipelined warm-up run counts as settled
+# at most this many pipelined warm-up runs: under jemalloc the heap of a 60-frame pipelined run
+# grew for five or six runs (20k-25k pages faulted in by each, ~120 MB) before it settled; one
+# long run settles the same way (a 480-frame edit: 124k, 21k, 8k, 4k, then ~100 pages per 60
+# frames), so a settled run is what the bulk of a long video runs at
+WARMUPS = 8
 
 
 def _device(name: str):
@@ -200,6 +205,7 @@ def _fastest(runs: list) -> tuple[dict, "_Frames"]:
     the largest difference from the reference any of them had."""
     best = max(runs, key=lambda run: run[0]["fps"])
     best[0]["fps_all"] = [run[0]["fps"] for run in runs]
+    best[0]["faults_all"] = [run[0]["page_faults"] for run in runs]
     best[1].max_diff = max(run[1].max_diff for run in runs)
     return best
 
@@ -276,12 +282,15 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
             # warm-ups: full runs (every shape of batch a full run has, and the memory it holds
             # at once): one of the naive loop (after a warm-up of 8 frames or 30, its first full
             # run still faulted in 27k or 12k pages, 2-3% of its time); of the pipelined run until
-            # one faults in fewer than SETTLED pages, at most three (its heap kept growing for
-            # two or three runs, 15k-50k pages faulted in by each, 5-10% of its CPU)
+            # one faults in fewer than SETTLED pages, at most WARMUPS (with at most three, three
+            # of the four measured pipelined runs still faulted in 24k-32k pages each)
             run(naive=True)
-            for _ in range(3):
+            warmups = 0
+            while warmups < WARMUPS:
+                warmups += 1
                 if run(naive=False)[0]["page_faults"] < SETTLED:
                     break
+            entry["pipelined_warmups"] = warmups
             # the naive loop's first run keeps its frames as the reference; after it the modes
             # alternate, so a slow spell of the machine hits both alike, and every later run
             # compares its frames with the reference (the same cost in both modes)
@@ -365,7 +374,8 @@ def table(report: dict) -> str:
                          f"{entry['pipelined']['cpu_s']:.1f}); the naive loop's work perfectly overlapped on "
                          f"{report['cpus']} cores: x{entry['overlap_bound']:.2f} the naive loop")
             lines.append(f"{'':<16}page faults: naive {entry['naive']['page_faults']}, pipelined "
-                         f"{entry['pipelined']['page_faults']}")
+                         f"{entry['pipelined']['page_faults']} (after {entry['pipelined_warmups']} "
+                         f"warm-up runs)")
         lines.append(f"{'':<16}compute ceiling {entry['compute_ceiling_fps']} fps "
                      f"({entry['flops_per_frame']['total'] / 1e9:.1f} GFLOP/frame); binding: {entry['binding']}; "
                      f"pipelined reaches {entry['of_binding_ceiling']:.0%} of it")
