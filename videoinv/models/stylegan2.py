@@ -274,10 +274,14 @@ class LayersRunner:
     replaces (compiled, traced): the synthesis methods run the generator's own code around it,
     and every other attribute is the generator's own."""
 
+    RUN_HERE = ("synthesize", "synthesize_from", "edit_head", "features_at")
+
     def __init__(self, G: StyleGAN2Generator):
         self.G = G
-        for name in ("synthesize", "synthesize_from", "edit_head", "features_at"):
-            setattr(self, name, getattr(StyleGAN2Generator, name).__get__(self))
 
     def __getattr__(self, name):
+        if name in self.RUN_HERE:  # the generator's method as its class has it now, run on this
+            # runner; bound at each access (bound methods kept on the instance made a cycle,
+            # which only Python's cycle collector freed)
+            return getattr(StyleGAN2Generator, name).__get__(self)
         return getattr(self.G, name)

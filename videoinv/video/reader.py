@@ -13,6 +13,7 @@ import bisect
 import logging
 import os
 import threading
+import weakref
 from fractions import Fraction
 from typing import Iterator
 
@@ -75,7 +76,14 @@ class Reader:
                                  dst_color_range=2, interpolation=_SWS_FLAGS)
         self.regions = None  # converts parts of frames (8-bit YUV), for records' region()
         if RegionConverter.supports(self.stream.codec_context.pix_fmt or "", colour.matrix):
-            self.regions = RegionConverter(colour.matrix, colour.range, self.info.orientation, self.to_rgb)
+            # the converter reaches the whole-frame conversion through a weak reference: with the
+            # bound method itself, reader and converter made a cycle, and a finished reader with
+            # its container and decoder (about 100 MB for a 720p H.264 stream) waited for Python's
+            # cycle collector, once for every video a process edits (the records that use the
+            # converter hold the reader themselves)
+            whole = weakref.WeakMethod(self.to_rgb)
+            self.regions = RegionConverter(colour.matrix, colour.range, self.info.orientation,
+                                           lambda frame: whole()(frame))
         if colour.assumed:
             log.info("%s: colour tags missing, assuming %s", self.path, colour.describe())
         if self.info.missing_frames:
