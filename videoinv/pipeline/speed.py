@@ -51,7 +51,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 EDIT = "sefa0=3"
-SETTLED = 5000  # page faults (20 MB) under which a pipelined warm-up run counts as settled
+SETTLED = 2000  # page faults (8 MB) under which a pipelined warm-up run counts as settled
 # at most this many pipelined warm-up runs: under jemalloc the heap of a 60-frame pipelined run
 # grew for five or six runs (20k-25k pages faulted in by each, ~120 MB) while every finished
 # run's reader waited in a reference cycle for Python's collector, and still grows for two to
