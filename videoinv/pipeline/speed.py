@@ -54,8 +54,8 @@ EDIT = "sefa0=3"
 SETTLED = 2000  # page faults (8 MB) under which a pipelined warm-up run counts as settled
 # at most this many pipelined warm-up runs: under jemalloc the heap of a 60-frame pipelined run
 # grew for five or six runs (20k-25k pages faulted in by each, ~120 MB) while every finished
-# run's reader waited in a reference cycle for Python's collector, and still grows for two to
-# four without it; one long run settles the same way (a 480-frame edit: 124k, 21k, 8k, 4k, then
+# run's reader waited in a reference cycle for Python's collector, and without it still faults
+# in a few thousand pages a run for the first four to six; one long run settles the same way (a 480-frame edit: 124k, 21k, 8k, 4k, then
 # ~100 pages per 60 frames), so a settled run is what the bulk of a long video runs at
 WARMUPS = 8
 
