@@ -23,8 +23,8 @@ from videoinv.faces.quad import Quad, crop
 from videoinv.faces.warp import crop_tensor, paste_tensor
 from videoinv.models import FeatureStyleEncoder, StyleGAN2Generator, ops, traced
 from videoinv.models.specs import load_models
-from videoinv.pipeline.batching import AdaptiveBatch
 from videoinv.pipeline import speed
+from videoinv.pipeline.batching import AdaptiveBatch
 from videoinv.pipeline.jobs import edit_video
 from videoinv.pipeline.runner import Pipeline
 from videoinv.pipeline.stage import Stage

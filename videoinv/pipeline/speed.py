@@ -11,9 +11,10 @@ the naive ones as they come. Each mode runs ``repeat`` times after warming up (m
 and codecs loaded, model calls traced, the convolutions of its batch shapes compiled by oneDNN,
 the memory it needs at its peak faulted in: a cold pipelined run took up to a third more CPU
 time; the naive loop warms up with one full run, the pipelined one with full runs until one
-faults in little new memory, as the bulk of a long video runs) and its fastest run counts; the two modes take turns, so a slow
-spell of the machine hits both alike, and each turn's ratio is reported too (the fastest of
-each favours the mode whose speed varies more). Reported per run: frames/s end to end, busy
+faults in little new memory, as the bulk of a long video runs) and its fastest run counts; the
+two modes take turns, so a slow spell of the machine hits both alike, and each turn's ratio is
+reported too (the fastest of each favours the mode whose speed varies more). Reported per run:
+frames/s end to end, busy
 seconds per stage (decode and encode included), page faults, and on CUDA the GPU's busy share
 from CUDA events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
 model block; float results can differ in the last bit between thread counts and batch sizes
@@ -55,8 +56,9 @@ SETTLED = 2000  # page faults (8 MB) under which a pipelined warm-up run counts 
 # at most this many pipelined warm-up runs: under jemalloc the heap of a 60-frame pipelined run
 # grew for five or six runs (20k-25k pages faulted in by each, ~120 MB) while every finished
 # run's reader waited in a reference cycle for Python's collector, and without it still faults
-# in a few thousand pages a run for the first four to six; one long run settles the same way (a 480-frame edit: 124k, 21k, 8k, 4k, then
-# ~100 pages per 60 frames), so a settled run is what the bulk of a long video runs at
+# in a few thousand pages a run for the first four to six; one long run settles the same way
+# (a 480-frame edit: 124k, 21k, 8k, 4k, then ~100 pages per 60 frames), so a settled run is
+# what the bulk of a long video runs at
 WARMUPS = 8
 
 
