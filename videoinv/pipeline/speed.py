@@ -14,9 +14,8 @@ time; the naive loop warms up with one full run, the pipelined one with full run
 faults in little new memory, as the bulk of a long video runs) and its fastest run counts; the
 two modes take turns, so a slow spell of the machine hits both alike, and each turn's ratio is
 reported too (the fastest of each favours the mode whose speed varies more). Reported per run:
-frames/s end to end, busy
-seconds per stage (decode and encode included), page faults, and on CUDA the GPU's busy share
-from CUDA events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
+frames/s end to end, busy seconds per stage (decode and encode included), page faults, and on
+CUDA the GPU's busy share from CUDA events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
 model block; float results can differ in the last bit between thread counts and batch sizes
 (the output by a level at most). At equal thread counts and batches the two are identical
 (tests/test_throughput.py).
