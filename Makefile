@@ -1,5 +1,5 @@
 # make demo: set up, make a sample clip and run the main job on it.
-# make test: set up and run the test suite (fast tests); make test-slow: the slow ones.
+# make test: set up and run the test suite (fast tests); make test-slow: the slow ones; make test-gpu: the CUDA ones.
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_WEIGHTS := psp-ffhq-encode fse-encoder fse-direction-smile
@@ -50,5 +50,8 @@ bench: setup
 clean:
 	rm -rf samples benchmarks/results .pytest_cache
 
+# the GPU tests skip one by one without CUDA; here no CUDA device is an error, not a green run
+NO_CUDA := test-gpu: torch {} in $(VENV) sees no CUDA device (a CPU build of torch, or no GPU driver); install a CUDA build of torch into $(VENV) and run again
 test-gpu: test-setup
+	@$(BIN)/python -c "import sys, torch; torch.cuda.is_available() or sys.exit('$(NO_CUDA)'.format(torch.__version__))"
 	$(BIN)/python -m pytest -q -m gpu
