@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -456,6 +457,63 @@ def test_compiled_synthesis_is_one_graph_per_batch_shape_and_conv_form(monkeypat
         torch._dynamo.reset()
 
 
+def test_compiled_code_never_runs_while_another_thread_compiles(monkeypatch):
+    """Stage threads call their compiled models at once. In torch 2.11 a compiled function
+    called while another thread compiled raised (tracing is flagged process-wide) and stopped the
+    run; a call that may compile (a signature not run before) now has the models to itself, and
+    calls of code already compiled wait for it."""
+    from videoinv.models.tuning import CompiledCall
+
+    spans, lock = [], threading.Lock()
+
+    def note(what, start):
+        with lock:
+            spans.append((what, start, time.perf_counter()))
+
+    def slow_backend(gm, inputs):  # compiling takes 0.3 s; running the result 2 ms
+        start = time.perf_counter()
+        time.sleep(0.3)
+        note("compile", start)
+
+        def run(*args):
+            begun = time.perf_counter()
+            time.sleep(0.002)
+            out = gm.forward(*args)
+            note("run", begun)
+            return out
+        return run
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, dynamic=None: real(
+        fn, backend=slow_backend, dynamic=dynamic))
+    torch._dynamo.reset()
+    try:
+        double, half = CompiledCall(lambda x: x * 2, "on"), CompiledCall(lambda x: x / 2, "on")
+        assert torch.equal(double(torch.ones(3)), torch.full((3,), 2.0))  # compiled for [3]
+        stop = threading.Event()
+        results = []
+
+        def keep_calling():
+            while not stop.is_set():
+                results.append(double(torch.ones(3)))
+
+        caller = threading.Thread(target=keep_calling)
+        caller.start()
+        time.sleep(0.05)
+        for n in (4, 5):  # two new shapes, two compiles, while the other thread keeps calling
+            assert torch.equal(half(torch.ones(n)), torch.full((n,), 0.5))
+        time.sleep(0.05)
+        stop.set()
+        caller.join()
+    finally:
+        torch._dynamo.reset()
+    compiles = [(a, b) for what, a, b in spans if what == "compile"]
+    runs = [(a, b) for what, a, b in spans if what == "run"]
+    assert len(compiles) == 3 and len(results) >= 5 and all(torch.equal(r, torch.full((3,), 2.0)) for r in results)
+    overlapping = [(c, r) for c in compiles for r in runs if r[0] < c[1] and c[0] < r[1]]
+    assert not overlapping
+
+
 @pytest.mark.slow
 def test_compiled_models_match_and_keep_a_fixed_batch_shape(clip, tmp_path, monkeypatch):
     plain, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=True, batch=5, workers=0, parallel=1)
@@ -489,6 +547,24 @@ def test_gpu_pipelined_output_within_one_level_of_the_naive_loop(clip, tmp_path)
                    on_frame=lambda r: got.append(np.array(r.image)))
         frames[name] = np.stack(got)
     assert np.abs(frames["naive"].astype(int) - frames["piped"]).max() <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_pipelined_run_with_cuda_graphs_matches_the_naive_loop(clip, tmp_path):
+    """--compile graphs: a replay overwrites the previous replay's results while the next stage
+    still holds them, unless they are copied out (tuning.CompiledCall)."""
+    frames = {}
+    for name, threaded, compile in (("naive", False, "off"), ("graphs", True, "graphs")):
+        got = []
+        summary = edit_video(clip, tmp_path / f"{name}.mp4", overwrite=True, threaded=threaded,
+                             batch_size=8 if threaded else 1,
+                             options=EditOptions(edits=["sefa0=3"], model=MODEL, device="cuda",
+                                                 batch=8 if threaded else 1, workers=0, compile=compile),
+                             on_frame=lambda r: got.append(np.array(r.image)))
+        assert summary["frames"] == 24
+        frames[name] = np.stack(got)
+    assert np.abs(frames["naive"].astype(int) - frames["graphs"]).max() <= 1
 
 
 def test_frame_blocks_go_as_soon_as_they_are_whole():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -117,7 +119,7 @@ class CompiledGenerator(LayersRunner):
 
     def __init__(self, G, mode: str):
         super().__init__(G)
-        self._compiled = torch.compile(G._layers, mode=COMPILE_MODES[mode], dynamic=False)
+        self._compiled = CompiledCall(G._layers, mode)
 
     def _layers(self, w, noise, start, stop, out=None, skip=None, rgb=True):
         return self._compiled(w, noise, start, stop, out, skip, rgb, active_conv_mode())
@@ -125,7 +127,118 @@ class CompiledGenerator(LayersRunner):
 
 def compiled_encoder(E, mode: str):
     """``E`` through ``torch.compile`` (same call, same outputs up to float rounding)."""
-    return torch.compile(E, mode=COMPILE_MODES[mode], dynamic=False)
+    return CompiledCall(E, mode)
+
+
+class _CompileGate:
+    """A call that may compile runs alone; calls of code already compiled run side by side.
+
+    torch compiles one call at a time by itself, but in torch 2.11 a compiled function called on
+    one thread while another thread compiled raised "Detected that you are using FX to
+    symbolically trace a dynamo-optimized function" (tracing is flagged process-wide), which
+    stopped a pipelined ``--compile`` run in its first blocks. A waiting compile goes before new
+    calls. A thread already inside the gate (a compiled call made from within another) passes."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._running = 0  # calls of compiled code in flight
+        self._compiling = False
+        self._waiting = 0  # compiles waiting for the running calls to end
+        self._inside = threading.local()
+
+    @contextmanager
+    def enter(self, may_compile: bool):
+        if getattr(self._inside, "depth", 0):
+            yield
+            return
+        with self._cond:
+            if may_compile:
+                self._waiting += 1
+                while self._compiling or self._running:
+                    self._cond.wait()
+                self._waiting -= 1
+                self._compiling = True
+            else:
+                while self._compiling or self._waiting:
+                    self._cond.wait()
+                self._running += 1
+        self._inside.depth = 1
+        try:
+            yield
+        finally:
+            self._inside.depth = 0
+            with self._cond:
+                if may_compile:
+                    self._compiling = False
+                else:
+                    self._running -= 1
+                self._cond.notify_all()
+
+
+_GATE = _CompileGate()
+
+
+class CompiledCall:
+    """``fn`` through ``torch.compile`` (``dynamic=False``), for calls from a pipelined run's
+    stage threads.
+
+    A call whose signature this callable has not run yet (tensor shapes, strides, dtypes and
+    devices, the other arguments, grad mode and autocast: what a guard of ``dynamic=False`` code
+    looks at) may compile, so it goes through the process's gate alone (_CompileGate); a call
+    with a signature it has run goes through side by side with others.
+
+    With CUDA graphs (``graphs``) a call's results live in memory that the graph's next replay
+    overwrites, and a pipelined run still holds them then (a block's latents wait in the next
+    stage's queue while the encoder replays for the following block): CUDA tensors among the
+    results are copied out, a device copy small beside the call.
+
+    Made on the main thread, it first settles the CUDA device guard that compiling needs: on a
+    CUDA build of torch that sees no GPU, torch's compiler installs a stand-in guard owned by the
+    compiling thread; once that thread ended (a stage thread, after its run), the next compile
+    on another thread used the freed guard and the process died of a segmentation fault (torch
+    2.11, every time). Installed from the main thread, the stand-in lasts as long as the
+    process and later compiles keep it."""
+
+    def __init__(self, fn, mode: str):
+        ensure_guard = getattr(torch._C, "_ensureCUDADeviceGuardSet", None)
+        if ensure_guard is not None and threading.current_thread() is threading.main_thread():
+            ensure_guard()  # a no-op on CPU builds and where a GPU is visible
+        self._compiled = torch.compile(fn, mode=COMPILE_MODES[mode], dynamic=False)
+        self._copy_out = mode == "graphs"
+        self._seen: set = set()
+
+    def __call__(self, *args):
+        key = (_signature(args), _grad_and_autocast())
+        new = key not in self._seen
+        with _GATE.enter(may_compile=new):
+            out = self._compiled(*args)
+        if new:
+            self._seen.add(key)
+        return _owned(out) if self._copy_out else out
+
+
+def _signature(value):
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.stride(), value.dtype, str(value.device), value.requires_grad)
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *(_signature(v) for v in value))
+    if value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+        return value
+    return ("object", type(value).__name__)
+
+
+def _grad_and_autocast() -> tuple:
+    return (torch.is_grad_enabled(),
+            *((torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in ("cpu", "cuda")))
+
+
+def _owned(value):
+    """``value`` with its CUDA tensors copied (nested tuples and lists followed)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone() if value.is_cuda else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_owned(v) for v in value)
+    return value
 
 
 def pad_batch(x: torch.Tensor, size: int) -> torch.Tensor:
