@@ -488,11 +488,15 @@ def test_compiled_code_never_runs_while_another_thread_compiles(monkeypatch):
         fn, backend=slow_backend, dynamic=dynamic))
     torch._dynamo.reset()
     try:
+        # grad mode is per thread and in the compiled code's guards (another test module turns
+        # it off on the main thread): both threads call under no_grad, as the model stages do
         double, half = CompiledCall(lambda x: x * 2, "on"), CompiledCall(lambda x: x / 2, "on")
-        assert torch.equal(double(torch.ones(3)), torch.full((3,), 2.0))  # compiled for [3]
+        with torch.no_grad():
+            assert torch.equal(double(torch.ones(3)), torch.full((3,), 2.0))  # compiled for [3]
         stop = threading.Event()
         results = []
 
+        @torch.no_grad()
         def keep_calling():
             while not stop.is_set():
                 results.append(double(torch.ones(3)))
@@ -501,7 +505,8 @@ def test_compiled_code_never_runs_while_another_thread_compiles(monkeypatch):
         caller.start()
         time.sleep(0.05)
         for n in (4, 5):  # two new shapes, two compiles, while the other thread keeps calling
-            assert torch.equal(half(torch.ones(n)), torch.full((n,), 0.5))
+            with torch.no_grad():
+                assert torch.equal(half(torch.ones(n)), torch.full((n,), 0.5))
         time.sleep(0.05)
         stop.set()
         caller.join()
