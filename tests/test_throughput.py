@@ -519,6 +519,34 @@ def test_compiled_code_never_runs_while_another_thread_compiles(monkeypatch):
     assert not overlapping
 
 
+def test_calls_that_may_compile_or_capture_a_cuda_graph_go_alone(monkeypatch):
+    """A signature's first call may compile; with CUDA graphs torch also warms the code up and
+    captures the graph on the calls after it, so those go alone too. A new shape, a new grad
+    mode: a new signature."""
+    import contextlib
+
+    from videoinv.models import tuning
+
+    alone = []
+    monkeypatch.setattr(tuning._GATE, "enter", lambda may_compile: alone.append(may_compile) or contextlib.nullcontext())
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, mode=None, dynamic=None: real(fn, backend="eager", dynamic=dynamic))
+    torch._dynamo.reset()
+    try:
+        for mode, first in (("on", 1), ("graphs", tuning.GRAPH_SETUP_CALLS)):
+            alone.clear()
+            call = tuning.CompiledCall(lambda x: x + 1, mode)
+            with torch.no_grad():
+                for _ in range(first + 2):
+                    assert torch.equal(call(torch.zeros(2)), torch.ones(2))
+                call(torch.zeros(3))
+            with torch.enable_grad():
+                call(torch.zeros(3))  # grad on: another signature
+            assert alone == [True] * first + [False, False, True, True]
+    finally:
+        torch._dynamo.reset()
+
+
 @pytest.mark.slow
 def test_compiled_models_match_and_keep_a_fixed_batch_shape(clip, tmp_path, monkeypatch):
     plain, _ = edited_frames(clip, tmp_path / "a.mp4", threaded=True, batch=5, workers=0, parallel=1)

@@ -176,6 +176,7 @@ class _CompileGate:
 
 
 _GATE = _CompileGate()
+GRAPH_SETUP_CALLS = 3  # compile and warm-up, capture, and one to spare
 
 
 class CompiledCall:
@@ -185,7 +186,9 @@ class CompiledCall:
     A call whose signature this callable has not run yet (tensor shapes, strides, dtypes and
     devices, the other arguments, grad mode and autocast: what a guard of ``dynamic=False`` code
     looks at) may compile, so it goes through the process's gate alone (_CompileGate); a call
-    with a signature it has run goes through side by side with others.
+    with a signature it has run goes through side by side with others. With CUDA graphs a
+    signature's first GRAPH_SETUP_CALLS calls go alone: after the compile, torch warms the code
+    up and then captures the graph on the next calls.
 
     With CUDA graphs (``graphs``) a call's results live in memory that the graph's next replay
     overwrites, and a pipelined run still holds them then (a block's latents wait in the next
@@ -205,15 +208,16 @@ class CompiledCall:
             ensure_guard()  # a no-op on CPU builds and where a GPU is visible
         self._compiled = torch.compile(fn, mode=COMPILE_MODES[mode], dynamic=False)
         self._copy_out = mode == "graphs"
-        self._seen: set = set()
+        self._alone = GRAPH_SETUP_CALLS if mode == "graphs" else 1  # first calls of a signature that go alone
+        self._calls: dict[tuple, int] = {}
 
     def __call__(self, *args):
         key = (_signature(args), _grad_and_autocast())
-        new = key not in self._seen
-        with _GATE.enter(may_compile=new):
+        calls = self._calls.get(key, 0)
+        with _GATE.enter(may_compile=calls < self._alone):
             out = self._compiled(*args)
-        if new:
-            self._seen.add(key)
+        if calls < self._alone:
+            self._calls[key] = calls + 1
         return _owned(out) if self._copy_out else out
 
 
