@@ -133,7 +133,7 @@ def _speed_options(func):
                      help="torch CPU threads [default: every core, or 1 per block where a light model "
                      "renders blocks side by side]"),
         click.option("--sequential", is_flag=True, help="run the stages one after the other on one thread "
-                     "(no overlap; the same output; the default for a real model on a 2-core CPU)"),
+                     "(no overlap; the same output; the default on one core without a GPU)"),
     ]
 
     @functools.wraps(func)
