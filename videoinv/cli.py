@@ -120,8 +120,9 @@ def _speed_options(func):
         click.option("--model-batch", type=click.IntRange(1), default=None,
                      help="frames whose faces go through a model together; halved by itself on out-of-memory "
                      "[default: 8; the generator's 1 on the CPU]"),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
-                     show_default=True, help="model precision (autocast; float16 needs CUDA)"),
+        click.option("--dtype", type=click.Choice(["float32", "tf32", "bfloat16", "float16"]), default="float32",
+                     show_default=True, help="model precision: float32 in full, tf32 (TensorFloat-32 math on "
+                     "CUDA), bfloat16 or float16 (autocast; float16 needs CUDA)"),
         click.option("--conv", type=click.Choice(["auto", "grouped", "shared"]), default="auto", show_default=True,
                      help="the generator's modulated conv form (auto: the faster one for the batch)"),
         click.option("--compile", "compile_", type=click.Choice(["off", "on", "graphs"]), default="off",

@@ -40,7 +40,7 @@ class EditOptions:
     seed: int | None = None  # noise seed (None: the latent cache's, else 0)
     latents: str | None = None  # a .vinv cache: skip detection and inversion
     batch: int | None = None  # frames whose faces go through a model together (None: see model_batch)
-    dtype: str = "float32"  # float32 | bfloat16 | float16 (autocast for the models)
+    dtype: str = "float32"  # float32 | tf32 | bfloat16 | float16 (the models' precision, see stages.DTYPES)
     conv: str = "auto"  # the modulated conv's form: auto | grouped | shared
     workers: int | None = None  # detection worker processes (None: 1 with 4+ cores, else 0)
     warp: str = "auto"  # crops and paste-back: cv2 (CPU), torch (on the model's device), auto (torch on CUDA)
@@ -93,6 +93,14 @@ class EditOptions:
         from ..models.specs import pick_device
 
         return not (self.threaded and pick_device(self.device).type == "cpu")
+
+    def check_precision(self) -> None:
+        """Refuse ``dtype`` where the device lacks it (float16, tf32 off CUDA), before any model
+        is loaded or frame decoded."""
+        from ..models.specs import pick_device
+        from .stages import check_dtype
+
+        check_dtype(self.dtype, pick_device(self.device))
 
     def device_warps(self) -> bool:
         """Crop and paste on the model's device (frames uploaded once, no crops in host memory)."""

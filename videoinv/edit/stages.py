@@ -135,21 +135,30 @@ class BlockWorkers:
             self.pool = None
 
 
-DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# the autocast type of each --dtype (None: float32 tensors; tf32 is float32 with TensorFloat-32
+# math in the convolutions and matrix products, set for the run: Stage.tf32, tuning.float32_math)
+DTYPES = {"float32": None, "tf32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_HELP = "float32, tf32, bfloat16 or float16 (autocast; tf32 and float16 need CUDA)"
 
 
 def _dtype(text: str) -> str:
-    aliases = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+    aliases = {"fp32": "float32", "tensorfloat32": "tf32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
     text = aliases.get(text, text)
     if text not in DTYPES:
-        raise ValueError("use float32, bfloat16 or float16")
+        raise ValueError("use float32, tf32, bfloat16 or float16")
     return text
 
 
+def check_dtype(dtype: str, device: torch.device) -> None:
+    """Refuse a precision the device does not have (before any frame is read)."""
+    if dtype in ("float16", "tf32") and device.type != "cuda":
+        other = "bfloat16" if dtype == "float16" else "float32 or bfloat16"
+        raise ChainError(f"dtype={dtype} needs a CUDA device; use {other} on the CPU")
+
+
 def autocast(device: torch.device, dtype: str):
-    """Mixed precision for a model call (float32: off). float16 needs CUDA."""
-    if dtype == "float16" and device.type != "cuda":
-        raise ChainError("dtype=float16 needs a CUDA device; use bfloat16 on the CPU")
+    """Mixed precision for a model call (float32 and tf32: off). float16 and tf32 need CUDA."""
+    check_dtype(dtype, device)
     return torch.autocast(device.type, dtype=DTYPES[dtype], enabled=DTYPES[dtype] is not None)
 
 
@@ -170,7 +179,7 @@ class Invert(Stage):
               choices=("off", "causal", "lookahead")),
         Param("sigma", float, 1.5, "latent smoothing width, frames"),
         Param("lookahead", int, 4, "frames ahead for smooth=lookahead (the latency)"),
-        Param("dtype", _dtype, "float32", "float32, bfloat16 or float16 (autocast)"),
+        Param("dtype", _dtype, "float32", DTYPE_HELP),
         Param("parallel", int, 1, "blocks encoded at once on separate threads"),
         Param("compile", str, "off", "torch.compile the encoder (graphs: with CUDA graphs), batches padded "
               "to a fixed size", choices=tuple(COMPILE_MODES)),
@@ -179,6 +188,8 @@ class Invert(Stage):
 
     def __init__(self, model, device, batch, smooth, sigma, lookahead, dtype, parallel, compile, trace):
         self.models = _models(model, device)
+        check_dtype(dtype, self.models.device)
+        self.tf32 = dtype == "tf32"
         self.reads_parts = self.models.device.type == "cpu"  # on a GPU it crops from uploaded whole frames
         encoder = inference_encoder(self.models.E)  # its BatchNorms folded into the convs
         if compile != "off":
@@ -321,7 +332,7 @@ class Synthesize(Stage):
         Param("batch", int, 8, "frames whose faces go through the generator together"),
         Param("group", int, 0, "frames whose faces go through the layers before k and the correction together "
               "(a multiple of batch; 0: batch)"),
-        Param("dtype", _dtype, "float32", "float32, bfloat16 or float16 (autocast)"),
+        Param("dtype", _dtype, "float32", DTYPE_HELP),
         Param("conv", str, "auto", "modulated conv form: grouped, shared, or auto (the faster for "
               "the batch size)", choices=("auto", "grouped", "shared")),
         Param("parallel", int, 1, "blocks rendered at once on separate threads"),
@@ -336,6 +347,8 @@ class Synthesize(Stage):
         if self.group % self.batch:
             raise ChainError(f"synthesize: group={group} must be a multiple of batch={batch}")
         self.models = _models(model, device)
+        check_dtype(dtype, self.models.device)
+        self.tf32 = dtype == "tf32"
         if compile != "off":
             self.G = CompiledGenerator(self.models.G, compile)
         else:

@@ -53,7 +53,7 @@ def _sync(device: torch.device) -> None:
 def choose_conv_mode(G, batch: int, device: torch.device, dtype: torch.dtype | None = None) -> str:
     """The faster form for this generator, batch size (rows through the convs) and device.
 
-    On CUDA both forms are timed once per (generator, batch, dtype) in the process. On the CPU
+    On CUDA both forms are timed once per (generator, batch, dtype, TF32 or not) in the process. On the CPU
     the rule is fixed, so a run's output does not depend on a timing (the two forms differ by
     float rounding; the golden checks pass in both): the grouped conv for one row, the shared
     form for more. A row of one in channels-last measured 10% faster grouped on one torch
@@ -64,7 +64,8 @@ def choose_conv_mode(G, batch: int, device: torch.device, dtype: torch.dtype | N
     the first, traced call held 1.1 GB instead of 4.9 GB."""
     if device.type != "cuda":
         return "grouped" if batch == 1 else "shared"
-    key = (id(G), batch, str(device), dtype)
+    key = (id(G), batch, str(device), dtype, torch.backends.cudnn.conv.fp32_precision
+           if hasattr(torch.backends.cudnn, "conv") else torch.backends.cudnn.allow_tf32)  # TF32 or not
     if key not in _CHOSEN:
         times = time_conv_modes(G, batch, device, dtype)
         _CHOSEN[key] = min(times, key=times.get)
@@ -252,3 +253,41 @@ def pad_batch(x: torch.Tensor, size: int) -> torch.Tensor:
     if n >= size:
         return x
     return torch.cat([x, x[-1:].expand(size - n, *x.shape[1:])])
+
+
+def _tf32_flags():
+    """How float32 convolutions and matrix products on CUDA are set to run now, in a form
+    :func:`_set_tf32_flags` restores."""
+    b = torch.backends
+    try:
+        return ("allow", b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32)
+    except RuntimeError:  # set through torch's per-operator precision API, which the old flags cannot show
+        return ("precision", b.cudnn.conv.fp32_precision, b.cudnn.rnn.fp32_precision, b.cuda.matmul.fp32_precision)
+
+
+def _set_tf32_flags(flags) -> None:
+    b = torch.backends
+    if flags[0] == "allow":
+        b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = flags[1], flags[2]
+    else:
+        b.cudnn.conv.fp32_precision, b.cudnn.rnn.fp32_precision, b.cuda.matmul.fp32_precision = flags[1:]
+
+
+@contextmanager
+def float32_math(tf32: bool | None):
+    """float32 convolutions and matrix products on CUDA in TensorFloat-32 (``tf32=True``: inputs
+    rounded to a 10-bit mantissa, on the tensor cores of Ampere and later GPUs) or in full float32
+    (``False``) inside the block, then as before; None leaves torch's settings alone. The setting
+    is the process's, so a run sets it once for all its stages. Torch's own default runs cuDNN's
+    convolutions in TF32: a pixel that rounds differently anywhere then moves whole 10-bit steps
+    later on, so two batchings of the same frames differed by 2 levels where float32 kept them
+    within 1 (TF32's rounding simulated on the CPU, ``random:64:16``)."""
+    if tf32 is None:
+        yield
+        return
+    before = _tf32_flags()
+    _set_tf32_flags(("allow", bool(tf32), bool(tf32)))
+    try:
+        yield
+    finally:
+        _set_tf32_flags(before)

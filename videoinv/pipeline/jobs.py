@@ -55,6 +55,7 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
     from ..edit.spec import EditSpec
     from ..models.specs import bundle_parts, load_models, require_all
 
+    options.check_precision()
     names = [EditSpec.parse(text).name for text in options.edits]
     require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
                 f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
@@ -274,6 +275,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     if Path(output).suffix != ".vinv":
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
     check_output_path(output, [input], overwrite)
+    options.check_precision()
     models = load_models(options.model, options.device)
     options.threaded = threaded = options.prefers_threads() if threaded is None else threaded
     pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded)

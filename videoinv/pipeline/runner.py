@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Iterable, Iterator, TypeVar
 
 from ..chain import Chain, build_stages
+from ..errors import ChainError
 from ..video.frame import FrameRecord
 
 T = TypeVar("T")
@@ -26,6 +27,13 @@ class Pipeline:
 
     def __init__(self, chain: str | Chain = "copy", registry=None, batch_size: int = 8, threaded: bool = False):
         self.stages = build_stages(chain, registry)
+        wanted = {stage.tf32 for stage in self.stages} - {None}
+        if len(wanted) > 1:
+            self.close()
+            raise ChainError("the chain's model stages ask for float32 and tf32 at once; TensorFloat-32 is "
+                             "set for the whole run: give them the same dtype")
+        self.tf32 = wanted.pop() if wanted else None  # applied while the pipeline is entered
+        self._math = None
         self.batch_size = max(1, int(batch_size))
         self.threaded = threaded  # run() runs each stage on its own thread (see run_threaded)
         self._in = 0
@@ -242,10 +250,20 @@ class Pipeline:
             stage.close()
 
     def __enter__(self) -> Pipeline:
+        if self.tf32 is not None:
+            from ..models.tuning import float32_math
+
+            self._math = float32_math(self.tf32)
+            self._math.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            if self._math is not None:
+                self._math.__exit__(None, None, None)
+                self._math = None
 
 
 def timed(items: Iterable[T], seconds: dict, key: str) -> Iterator[T]:

@@ -15,7 +15,9 @@ faults in little new memory, as the bulk of a long video runs) and its fastest r
 two modes take turns, so a slow spell of the machine hits both alike, and each turn's ratio is
 reported too (the fastest of each favours the mode whose speed varies more). Reported per run:
 frames/s end to end, busy seconds per stage (decode and encode included), page faults, and on
-CUDA the GPU's busy share from CUDA events. On the CPU the naive loop gives torch every core and the pipelined run one thread per
+CUDA the GPU's busy share from CUDA events. Both modes run the models in float32 in full (no
+TensorFloat-32); on CUDA a pipelined tf32 run follows, as the bf16 one does, with its PSNR
+against float32. On the CPU the naive loop gives torch every core and the pipelined run one thread per
 model block; float results can differ in the last bit between thread counts and batch sizes
 (the output by a level at most). At equal thread counts and batches the two are identical
 (tests/test_throughput.py).
@@ -324,6 +326,11 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
                 entry["bfloat16"] = low
                 entry["bf16_psnr_db"] = round(seen.psnr(), 2)
                 progress(f"{model}: pipelined bfloat16 {low['fps']} fps, {entry['bf16_psnr_db']} dB against float32")
+            if dev.type == "cuda":  # TensorFloat-32: float32 tensors, 10-bit mantissas in the convs and products
+                low, seen = run(naive=False, dtype="tf32", reference=reference)
+                entry["tf32"] = low
+                entry["tf32_psnr_db"] = round(seen.psnr(), 2)
+                progress(f"{model}: pipelined tf32 {low['fps']} fps, {entry['tf32_psnr_db']} dB against float32")
             del reference
             flops = flops_per_face(model, dev)
             floor = rate / flops["total"]
@@ -357,16 +364,17 @@ def table(report: dict) -> str:
     head = f"{'model':<16}{'run (batches*)':<20}{'fps':>8}{'GPU busy':>10}  busy seconds per stage"
     lines += [head, "-" * len(head)]
     for entry in report["models"]:
-        runs = [entry["naive"], entry["pipelined"]] + ([entry["bfloat16"]] if "bfloat16" in entry else [])
+        runs = [entry["naive"], entry["pipelined"]] + [entry[d] for d in ("bfloat16", "tf32") if d in entry]
         for run in runs:
             name = f"{run['mode']} b{run['encoder_batch']}/{run['synthesis_group']}/{run['model_batch']}"
-            name += " bf16" if run["dtype"] == "bfloat16" else ""
+            name += {"bfloat16": " bf16", "tf32": " tf32"}.get(run["dtype"], "")
             gpu = "-" if run["gpu_busy_share"] is None else f"{run['gpu_busy_share']:.0%}"
             busy = ", ".join(f"{k.split('#')[0]} {v:.1f}" for k, v in run["busy_s"].items())
             lines.append(f"{entry['model']:<16}{name:<20}{run['fps']:>8.2f}{gpu:>10}  {busy}")
         same = "identical" if entry["identical"] else f"max difference {entry['max_diff_levels']} levels"
         same += "" if entry["naive_repeatable"] else "; the naive loop did not repeat its own output!"
-        bf16 = f"; bf16 {entry['bf16_psnr_db']} dB against float32" if "bf16_psnr_db" in entry else ""
+        bf16 = "".join(f"; {name} {entry[key]} dB against float32" for name, key in
+                       (("bf16", "bf16_psnr_db"), ("tf32", "tf32_psnr_db")) if key in entry)
         turns = entry["speedup_per_turn"]
         lines.append(f"{'':<16}pipelined / naive = x{entry['speedup']:.2f}, the fastest of each; turn by turn "
                      f"x{min(turns):.2f} to x{max(turns):.2f}, median x{entry['speedup_median']:.2f} "

@@ -82,6 +82,9 @@ class Stage:
     # reads no more of a picture than parts (record.region) and thumbnails: where every stage
     # does, the decoder leaves frames in YUV instead of converting them whole ahead
     reads_parts: bool = False
+    # float32 model work on CUDA: True in TensorFloat-32, False in full float32, None: no
+    # preference (set by the model stages from their dtype; a run applies it to the process)
+    tf32: bool | None = None
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return batch
