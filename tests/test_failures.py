@@ -95,6 +95,13 @@ def test_output_in_missing_folder(clips, tmp_path):
     one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "no" / "out.mp4"), "does not exist")
 
 
+def test_a_precision_the_device_lacks_is_refused_before_loading_anything(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--device", "cpu",
+                            "--edit", "sefa0=3", "--dtype", "tf32"), "dtype=tf32 needs a CUDA device")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
 def test_unknown_encoder_lists_the_available_ones(clips, tmp_path):
     line = one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--codec", "nosuch"), "nosuch")
     assert "libx264" in line and "ffv1" in line
