@@ -75,6 +75,20 @@ def test_strength_zero_reconstructs_exactly(small_clips):
     assert checked == len(out) == 45
 
 
+def test_a_later_edit_at_strength_zero_keeps_the_earlier_ones_correction(small_clips, tmp_path):
+    """Synthesize learns from the edit stages, without asking the device, whether an edit moved
+    a face's latent (and so whether the feature needs the Eq. 1 correction): a later stage at
+    strength 0 must not hide an earlier stage's move."""
+    path = tmp_path / "still.npy"
+    np.save(path, np.random.default_rng(0).standard_normal(512).astype(np.float32))
+    head, tail = f"detect,align=size=64,invert={M},edit={M}:sefa0=3", f"synthesize={M}:batch=1,blend"
+    one, _ = run_chain(small_clips["moving"], f"{head},{tail}")
+    two, _ = run_chain(small_clips["moving"], f"{head},edit={M}:direction='{path}':strength=0,{tail}")
+    assert len(one) == len(two) == 45
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(one, two))
+    assert all(f.extra["moved"] for r in two for f in r.faces)
+
+
 def test_edit_algebra():
     torch.manual_seed(0)
     w = torch.randn(12, 512)

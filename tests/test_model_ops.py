@@ -194,3 +194,8 @@ def test_edit_head_and_tail_give_the_three_pass_edit():
                            for i in range(3)])
     assert torch.allclose(image, reference, atol=1e-4)
     assert not torch.allclose(image[1], G.synthesize(w_edit[1:2], feature=feat[1:2], k=5, noise=noise)[0], atol=1e-2)
+    # told whether w~ moved (as the pipeline knows from the edits' strengths): the same answers
+    hinted = G.edit_head(w, w_edit, feat, k=5, noise=noise, moved=True)
+    assert torch.equal(hinted[0], corrected) and torch.equal(hinted[1], skip)
+    still = G.edit_head(w, w.clone(), feat, k=5, noise=noise, moved=False)
+    assert torch.equal(still[0], feat) and torch.equal(still[1], G.edit_head(w, w.clone(), feat, k=5, noise=noise)[1])

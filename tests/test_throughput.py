@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -328,6 +329,10 @@ def test_transfer_round_trip_and_no_gpu_clock_on_cpu():
     frame = transfer.upload(image)
     assert frame.shape == (3, 36, 64) and frame.dtype == torch.uint8
     assert np.array_equal(transfer.download(frame).result(), image)
+    mask = np.random.default_rng(2).random((5, 7), np.float32)
+    mask.flags.writeable = False
+    sent = transfer.send(mask)  # any shape and dtype (masks, noise, directions)
+    assert sent.dtype == torch.float32 and np.array_equal(sent.numpy(), mask)
     clock = GpuClock()
     with clock.span(torch.device("cpu")):
         pass
@@ -597,6 +602,28 @@ def test_gpu_pipelined_output_within_one_level_of_the_naive_loop(clip, tmp_path,
         assert summary["frames"] == 24
         frames[name] = np.stack(got)
     assert np.abs(frames["naive"].astype(int) - frames["piped"]).max() <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_edit_waits_for_the_device_only_to_take_finished_frames(clip, tmp_path):
+    """Stages order their GPU work with CUDA events: none waits for the work queued before it
+    (as a copy from pageable host memory, .item() or bool() of a device tensor do: torch's
+    sync debug mode names each), except to take a finished frame back for the writer (an event's
+    wait, which it does not count). A first run warms up: loading and timing the conv forms may wait."""
+    options = EditOptions(edits=["sefa0=0:0s,3:0.5s"], model=MODEL, device="cuda", batch=8, workers=0)
+    edit_video(clip, tmp_path / "warm.mp4", options=options, overwrite=True, threaded=True, batch_size=8)
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # from every stage's thread
+            warnings.simplefilter("always")
+            summary = edit_video(clip, tmp_path / "run.mp4", options=options, overwrite=True, threaded=True,
+                                 batch_size=8)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    waits = sorted({f"{w.filename}:{w.lineno}" for w in caught if "synchronizing CUDA operation" in str(w.message)})
+    assert summary["frames"] == 24
+    assert not waits, waits
 
 
 def test_frame_blocks_go_as_soon_as_they_are_whole():

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,22 +38,34 @@ class Direction:
     scale: float = 1.0
     layers: tuple[int, int] | None = None  # inclusive range the edit may touch (None: all)
 
-    def delta(self, n_latent: int, strength: float, layers: tuple[int, int] | None = None) -> torch.Tensor:
+    _masked: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # see delta
+
+    def delta(self, n_latent: int, strength: float, layers: tuple[int, int] | None = None,
+              device: torch.device | str | None = None) -> torch.Tensor:
         """The latent shift [n_latent, 512] for ``strength`` (layers: a range overriding the
-        direction's own)."""
-        v = self.vector.float()
-        if v.ndim == 1:
-            d = v.expand(n_latent, -1).clone()
-        elif v.shape[0] == n_latent:
-            d = v.clone()
-        else:
-            raise VideoinvError(f"direction {self.name} has {v.shape[0]} layers; the model has {n_latent}")
-        lo, hi = layers or self.layers or (0, n_latent - 1)
-        if not 0 <= lo <= hi < n_latent:
-            raise VideoinvError(f"layer range {lo}-{hi} of {self.name} is outside 0-{n_latent - 1}")
-        keep = torch.zeros(n_latent, 1)
-        keep[lo:hi + 1] = 1
-        return d * keep * (strength * self.scale)
+        direction's own), on ``device`` (None: the CPU). The vector on its layers is kept on
+        the device after the first call, so that a run on a GPU does not copy it there (and
+        wait for the copy) for every face of every frame."""
+        device = torch.device(device or "cpu")
+        key = (n_latent, layers or self.layers, str(device))
+        masked = self._masked.get(key)
+        if masked is None:
+            v = self.vector.float()
+            if v.ndim == 1:
+                d = v.expand(n_latent, -1).clone()
+            elif v.shape[0] == n_latent:
+                d = v.clone()
+            else:
+                raise VideoinvError(f"direction {self.name} has {v.shape[0]} layers; the model has {n_latent}")
+            lo, hi = layers or self.layers or (0, n_latent - 1)
+            if not 0 <= lo <= hi < n_latent:
+                raise VideoinvError(f"layer range {lo}-{hi} of {self.name} is outside 0-{n_latent - 1}")
+            keep = torch.zeros(n_latent, 1)
+            keep[lo:hi + 1] = 1
+            from ..pipeline.transfer import transfer_for
+
+            masked = self._masked[key] = transfer_for(device).send((d * keep).numpy())
+        return masked * (strength * self.scale)
 
 
 def load_direction_file(path: str | os.PathLike, name: str | None = None) -> Direction:

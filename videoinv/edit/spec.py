@@ -91,12 +91,17 @@ class EditSpec:
         return f"{self.name}{layers}=" + ",".join(f"{v:g}:{t:g}{unit}" for t, v in self.strength.points)
 
 
+def edit_strengths(edits: list[tuple[EditSpec, object]], seconds: float, index: int,
+                   fade: float = 1.0) -> list[float]:
+    """Each edit's strength x fade at this frame (0: the edit leaves the latent alone)."""
+    return [spec.strength.at(seconds, index) * fade for spec, _ in edits]
+
+
 def apply_edits(w: torch.Tensor, edits: list[tuple[EditSpec, object]], seconds: float, index: int,
                 fade: float = 1.0) -> torch.Tensor:
     """``w`` [n_latent,512] moved along every (spec, Direction) at this frame's strength x fade."""
     out = w.clone()
-    for spec, direction in edits:
-        strength = spec.strength.at(seconds, index) * fade
+    for (spec, direction), strength in zip(edits, edit_strengths(edits, seconds, index, fade)):
         if strength:
-            out = out + direction.delta(w.shape[0], strength, spec.layers).to(w.device, w.dtype)
+            out = out + direction.delta(w.shape[0], strength, spec.layers, w.device).to(w.dtype)
     return out

@@ -24,7 +24,7 @@ from ..pipeline.stage import Param, Stage
 from ..pipeline.transfer import GPU_CLOCK, transfer_for
 from ..video.frame import FrameRecord
 from .directions import resolve
-from .spec import EditSpec, apply_edits
+from .spec import EditSpec, apply_edits, edit_strengths
 
 
 def model_spec(text: str) -> str:
@@ -310,8 +310,14 @@ class Edit(Stage):
         for record in batch:
             for face in record.faces:
                 if "w" in face.extra:
+                    # "moved": whether w~ differs from w, known here without asking the device
+                    # (where w~ came from elsewhere, Synthesize compares them instead)
+                    known = "w_edit" not in face.extra or "moved" in face.extra
                     base = face.extra.get("w_edit", face.extra["w"])
                     face.extra["w_edit"] = apply_edits(base, self.edits, record.time, record.index, face.fade)
+                    if known:
+                        strengths = edit_strengths(self.edits, record.time, record.index, face.fade)
+                        face.extra["moved"] = face.extra.get("moved", False) or any(strengths)
         return batch
 
 
@@ -365,8 +371,9 @@ class Synthesize(Stage):
 
     def noise_for(self, track: int) -> list[torch.Tensor]:
         with self.noise_lock:
-            if track not in self.noise:
-                self.noise[track] = self.models.G.make_noise(self.seed + track, self.models.device)
+            if track not in self.noise:  # drawn on the CPU; a plain copy to a GPU would wait for its queue
+                send = transfer_for(self.models.device).send
+                self.noise[track] = [send(n.numpy()) for n in self.models.G.make_noise(self.seed + track, "cpu")]
             return self.noise[track]
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
@@ -409,10 +416,15 @@ class Synthesize(Stage):
         if size:
             w, w_edit, feat = (pad_batch(t, size) for t in (w, w_edit, feat))
         device = self.models.device
-        # the layers before k run [w; w~] together (twice the rows), or w~ alone where no edit moved w
-        rows = w.shape[0] * (2 if bool((w != w_edit).any()) else 1)
+        # the layers before k run [w; w~] together (twice the rows), or w~ alone where no edit
+        # moved w: known from the edit stage's strengths where it can be (asking the device
+        # would wait for every model call queued before this one)
+        moved = _moved(chunk)
+        if moved is None:
+            moved = bool((w != w_edit).any())
+        rows = w.shape[0] * (2 if moved else 1)
         with GPU_CLOCK.span(device), conv_mode(self._mode(rows)), autocast(device, self.dtype):
-            feat, skip = self.G.edit_head(w, w_edit, feat, k=self.k, noise=self._noise(chunk, size))
+            feat, skip = self.G.edit_head(w, w_edit, feat, k=self.k, noise=self._noise(chunk, size), moved=moved)
         return list(zip(feat[:n], skip[:n]))
 
     @torch.no_grad()
@@ -436,6 +448,13 @@ class Synthesize(Stage):
             if all(f.extra.get("on_device") for f in faces):  # blending happens on the device too
                 return list(((images.float().clamp(-1, 1) + 1) * 127.5).round())
         return list(to_uint8(images))
+
+
+def _moved(faces) -> bool | None:
+    """Whether an edit moved any of these faces' latents (w~ != w), from what the edit stage
+    knew; None where a face's w~ came from elsewhere."""
+    flags = [f.extra.get("moved", False if "w_edit" not in f.extra else None) for f in faces]
+    return None if None in flags else any(flags)
 
 
 class Latents(Stage):

@@ -346,13 +346,14 @@ class Blend(Stage):
         from .warp import paste_tensor
 
         frame = record.device_image
+        transfer = transfer_for(frame.device)
         with GPU_CLOCK.span(frame.device):
             for face in faces:
                 face.mask = self.mask_for(face, record)
-                mask = frame.new_tensor(face.mask, dtype=face.edited.dtype)
+                mask = transfer.send(np.asarray(face.mask, np.float32)).to(face.edited.dtype)
                 frame = paste_tensor(frame, face.edited, mask, face.quad, strength=face.fade)
         record.device_image = None
-        return transfer_for(frame.device).download(frame)
+        return transfer.download(frame)
 
 
 def _on_device(image) -> bool:

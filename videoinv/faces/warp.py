@@ -21,12 +21,13 @@ from .quad import Quad, frame_roi
 
 def _pixel_grid(size_w: int, size_h: int, matrix: np.ndarray, src_w: int, src_h: int, device) -> torch.Tensor:
     """grid_sample's [1,h,w,2] grid: output pixel (u, v) -> source pixel ``matrix @ (u, v, 1)``,
-    in grid_sample's normalised coordinates (align_corners=False)."""
-    m = torch.as_tensor(matrix, dtype=torch.float64, device=device)
+    in grid_sample's normalised coordinates (align_corners=False). The matrix goes in as Python
+    numbers, not a tensor: copying one to a GPU would wait for all the work queued there."""
+    m = np.asarray(matrix, np.float64).tolist()
     v, u = torch.meshgrid(torch.arange(size_h, device=device, dtype=torch.float64),
                           torch.arange(size_w, device=device, dtype=torch.float64), indexing="ij")
-    x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
-    y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
+    x = m[0][0] * u + m[0][1] * v + m[0][2]
+    y = m[1][0] * u + m[1][1] * v + m[1][2]
     grid = torch.stack([(2 * x + 1) / src_w - 1, (2 * y + 1) / src_h - 1], dim=-1)
     return grid[None].float()
 

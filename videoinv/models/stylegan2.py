@@ -243,20 +243,23 @@ class StyleGAN2Generator(nn.Module):
         return self._layers(w, self._noise(noise, None), k, self.num_layers, feature, skip)[1]
 
     def edit_head(self, w: torch.Tensor, w_edited: torch.Tensor, feature: torch.Tensor, k: int = 5,
-                  noise: Sequence[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  noise: Sequence[torch.Tensor] | None = None, moved: bool | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """The layers before styled conv ``k`` for a feature edit, in one pass over [w; w~]:
         the corrected feature ``F + G_k(w~) - G_k(w)`` (the FeatureStyleEncoder's Eq. 1; rows
         where w~ equals w keep F exactly) and the RGB skip of ``w~`` that
-        :meth:`synthesize_from` continues. ``noise``: one set ([1,...]) or one per row ([B,...])."""
+        :meth:`synthesize_from` continues. ``noise``: one set ([1,...]) or one per row ([B,...]).
+        ``moved``: whether any row of w~ differs from w, where the caller knows (False must be
+        true); None compares them, which on a GPU waits for the work queued before."""
         self._check_k(k)
         w, w_edited, noise = self._wplus(w), self._wplus(w_edited), self._noise(noise, None)
-        moved = (w != w_edited).flatten(1).any(1).view(-1, 1, 1, 1)
-        if not moved.any():  # nothing to correct: only w~'s skip is needed
+        rows = (w != w_edited).flatten(1).any(1).view(-1, 1, 1, 1)  # the rows to correct
+        if not (bool(rows.any()) if moved is None else moved):  # nothing to correct: only w~'s skip is needed
             return feature, self._layers(w_edited, noise, 0, k)[1]
         noise = [n if n.shape[0] == 1 else torch.cat([n, n]) for n in noise]
         both, skip = self._layers(torch.cat([w, w_edited]), noise, 0, k)
         f_w, f_edited = both.chunk(2)
-        return torch.where(moved, feature + f_edited - f_w, feature), skip.chunk(2)[1]
+        return torch.where(rows, feature + f_edited - f_w, feature), skip.chunk(2)[1]
 
     def features_at(self, wplus: torch.Tensor, k: int = 5, noise: Sequence[torch.Tensor] | None = None,
                     noise_seed: int | None = None) -> torch.Tensor:

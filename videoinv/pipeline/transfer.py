@@ -45,34 +45,40 @@ class Transfer:
             self.down = torch.cuda.Stream(device)
 
     # -- pinned buffers ------------------------------------------------------------------------
-    def _pinned(self, shape: tuple) -> torch.Tensor:
+    def _pinned(self, shape: tuple, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
         with self._lock:
-            pool = self._free.setdefault(shape, [])
+            pool = self._free.setdefault((shape, dtype), [])
             for i, (buffer, event) in enumerate(pool):
                 if event is None or event.query():
                     del pool[i]
                     return buffer
-        return torch.empty(shape, dtype=torch.uint8).pin_memory()
+        return torch.empty(shape, dtype=dtype).pin_memory()
 
     def _release(self, buffer: torch.Tensor, event) -> None:
         with self._lock:
-            self._free.setdefault(tuple(buffer.shape), []).append((buffer, event))
+            self._free.setdefault((tuple(buffer.shape), buffer.dtype), []).append((buffer, event))
 
     # -- the two directions --------------------------------------------------------------------
-    def upload(self, image: np.ndarray) -> torch.Tensor:
-        """[3,H,W] uint8 on the device, ready for work queued after this call on this thread."""
+    def send(self, array: np.ndarray) -> torch.Tensor:
+        """``array`` on the device (same shape and dtype), ready for work queued after this call
+        on this thread. On CUDA it goes through a pinned buffer on the copy stream: a plain copy
+        from host memory would first wait for all the work queued on the device."""
         if not self.cuda:
-            return torch.from_numpy(np.require(image, np.uint8, ["C", "W"])).to(self.device).permute(2, 0, 1)
-        host = self._pinned(image.shape)
-        host.numpy()[...] = image
+            return torch.from_numpy(np.require(array, None, ["C", "W"])).to(self.device)
+        host = self._pinned(array.shape, torch.from_numpy(np.empty(0, array.dtype)).dtype)
+        host.numpy()[...] = array
         done = torch.cuda.Event()
         with torch.cuda.stream(self.up):
-            frame = host.to(self.device, non_blocking=True)
+            tensor = host.to(self.device, non_blocking=True)
             done.record(self.up)
         torch.cuda.current_stream(self.device).wait_event(done)
-        frame.record_stream(torch.cuda.current_stream(self.device))
+        tensor.record_stream(torch.cuda.current_stream(self.device))
         self._release(host, done)
-        return frame.permute(2, 0, 1)
+        return tensor
+
+    def upload(self, image: np.ndarray) -> torch.Tensor:
+        """[3,H,W] uint8 on the device, ready for work queued after this call on this thread."""
+        return self.send(np.asarray(image, np.uint8)).permute(2, 0, 1)
 
     def download(self, frame: torch.Tensor) -> Download:
         """Start copying ``frame`` [3,H,W] uint8 to host memory after the work queued so far."""
@@ -81,7 +87,7 @@ class Transfer:
             return Download(array=hwc.numpy())
         ready = torch.cuda.Event()
         ready.record(torch.cuda.current_stream(self.device))
-        host = self._pinned(tuple(hwc.shape))
+        host = self._pinned(tuple(hwc.shape), hwc.dtype)
         done = torch.cuda.Event()
         with torch.cuda.stream(self.down):
             self.down.wait_event(ready)
