@@ -37,6 +37,26 @@ def _device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+class OwnStream:
+    """On CUDA, a stream of a model's own per thread: ``with stream():`` runs its work there, so a
+    detector or parser working in a pipeline stage overlaps the edit's models instead of
+    queueing behind them, and reading its results back waits for its own work only (a copy on
+    the shared default stream waits for everything queued there). Elsewhere it does nothing."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def __call__(self):
+        import torch
+
+        if _device().type != "cuda":
+            return contextlib.nullcontext()
+        stream = getattr(self._local, "stream", None)
+        if stream is None:
+            stream = self._local.stream = torch.cuda.Stream()
+        return torch.cuda.stream(stream)
+
+
 def load_weights(module, name: str):
     """Strictly load the registry file ``name`` into ``module`` (a DataParallel ``module.``
     prefix is dropped); eval mode, on the best device."""
@@ -78,19 +98,7 @@ class RetinaFaceDetector:
     def __init__(self, detect_size: int = 640, upsample: int = 0, threshold: float = 0.8, nms: float = 0.4):
         self.detect_size, self.upsample, self.threshold, self.nms = detect_size, upsample, threshold, nms
         self.net = _retinaface(self.backbone, self.weights)
-        self._streams = threading.local()
-
-    def _on_own_stream(self):
-        """On CUDA, a stream of this detector's own (per thread), so detecting in the pipeline's
-        detect stage overlaps the models' kernels instead of queueing behind them."""
-        import torch
-
-        if _device().type != "cuda":
-            return contextlib.nullcontext()
-        stream = getattr(self._streams, "stream", None)
-        if stream is None:
-            stream = self._streams.stream = torch.cuda.Stream()
-        return torch.cuda.stream(stream)
+        self._stream = OwnStream()
 
     def run(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boxes [N,4], scores [N], five points [N,5,2], in frame pixels."""
@@ -104,7 +112,7 @@ class RetinaFaceDetector:
         small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) \
             if scale != 1 else image
         x = torch.from_numpy(np.ascontiguousarray(small[:, :, ::-1], np.float32) - np.float32(MEAN_BGR))
-        with torch.no_grad(), self._on_own_stream():  # .cpu() waits for this stream only
+        with torch.no_grad(), self._stream():  # .cpu() waits for this stream only
             loc, conf, landm = self.net(x.permute(2, 0, 1)[None].to(_device()))
             loc, landm, scores = loc[0].float().cpu(), landm[0].float().cpu(), conf[0, :, 1].float().cpu()
         sh, sw = small.shape[:2]
@@ -147,6 +155,7 @@ class BiSeNetParser:
 
     def __init__(self):
         self.net = _bisenet()
+        self._stream = OwnStream()
 
     def labels(self, crop: np.ndarray) -> np.ndarray:
         """Class index per pixel [512,512] (uint8) of an RGB crop."""
@@ -155,9 +164,9 @@ class BiSeNetParser:
 
         x = cv2.resize(crop, (512, 512), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255
         x = (x - np.float32([0.485, 0.456, 0.406])) / np.float32([0.229, 0.224, 0.225])
-        with torch.no_grad():
+        with torch.no_grad(), self._stream():  # the copies wait for this stream only
             logits = self.net(torch.from_numpy(x).permute(2, 0, 1)[None].to(_device()))
-        return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+            return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
 
     def segments(self, crop: np.ndarray, size: int) -> dict[str, np.ndarray]:
         """uint8 masks (0/255) at min(size, 512), keyed like videoinv.faces.masks.SEGMENTS; the
