@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import VideoinvError
+from ..pipeline.transfer import transfer_for
 
 FSE_STEP = 15.0
 
@@ -62,8 +63,6 @@ class Direction:
                 raise VideoinvError(f"layer range {lo}-{hi} of {self.name} is outside 0-{n_latent - 1}")
             keep = torch.zeros(n_latent, 1)
             keep[lo:hi + 1] = 1
-            from ..pipeline.transfer import transfer_for
-
             masked = self._masked[key] = transfer_for(device).send((d * keep).numpy())
         return masked * (strength * self.scale)
 
