@@ -100,8 +100,14 @@ def edit_strengths(edits: list[tuple[EditSpec, object]], seconds: float, index: 
 def apply_edits(w: torch.Tensor, edits: list[tuple[EditSpec, object]], seconds: float, index: int,
                 fade: float = 1.0) -> torch.Tensor:
     """``w`` [n_latent,512] moved along every (spec, Direction) at this frame's strength x fade."""
+    return move_latent(w, edits, edit_strengths(edits, seconds, index, fade))
+
+
+def move_latent(w: torch.Tensor, edits: list[tuple[EditSpec, object]],
+                strengths: list[float]) -> torch.Tensor:
+    """``w`` [n_latent,512] moved along every (spec, Direction) by its strength (from edit_strengths)."""
     out = w.clone()
-    for (spec, direction), strength in zip(edits, edit_strengths(edits, seconds, index, fade)):
+    for (spec, direction), strength in zip(edits, strengths):
         if strength:
             out = out + direction.delta(w.shape[0], strength, spec.layers, w.device).to(w.dtype)
     return out

@@ -24,7 +24,7 @@ from ..pipeline.stage import Param, Stage
 from ..pipeline.transfer import GPU_CLOCK, transfer_for
 from ..video.frame import FrameRecord
 from .directions import resolve
-from .spec import EditSpec, apply_edits, edit_strengths
+from .spec import EditSpec, edit_strengths, move_latent
 
 
 def model_spec(text: str) -> str:
@@ -314,9 +314,9 @@ class Edit(Stage):
                     # (where w~ came from elsewhere, Synthesize compares them instead)
                     known = "w_edit" not in face.extra or "moved" in face.extra
                     base = face.extra.get("w_edit", face.extra["w"])
-                    face.extra["w_edit"] = apply_edits(base, self.edits, record.time, record.index, face.fade)
+                    strengths = edit_strengths(self.edits, record.time, record.index, face.fade)
+                    face.extra["w_edit"] = move_latent(base, self.edits, strengths)
                     if known:
-                        strengths = edit_strengths(self.edits, record.time, record.index, face.fade)
                         face.extra["moved"] = face.extra.get("moved", False) or any(strengths)
         return batch
 
