@@ -14,10 +14,15 @@ import av
 import numpy as np
 import pytest
 
-FFMPEG = shutil.which("ffmpeg")
+# The setup script installs the ffmpeg program. Without it every test that runs it fails (the
+# program not found), while the others, such as the CUDA ones on a GPU machine with only torch, run.
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
-if FFMPEG is None:  # the setup script installs it; a run without it cannot test video I/O
-    raise RuntimeError("the ffmpeg program is required for the tests (scripts/setup.sh installs it)")
+
+def pytest_terminal_summary(terminalreporter):
+    if shutil.which("ffmpeg") is None:
+        terminalreporter.write_line("the ffmpeg program is not on PATH: the tests that run it fail without it "
+                                    "(scripts/setup.sh installs it)", yellow=True)
 
 
 def ffmpeg(*args: str) -> None:
