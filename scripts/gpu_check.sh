@@ -14,8 +14,9 @@
 # reports) and gpu-tests.log. The last lines printed are the reports' tables and the outcomes.
 #
 # Settings (environment): PYTHON (python3), DEVICE (cuda), MODELS ("random:1024 random:256", the
-# first before the tests), BENCH_ARGS (extra 'bench speed' arguments, e.g. "--frames 240"), TOTAL_LIMIT (540 s), BENCH_LIMIT (260 s a model),
-# TESTS_LIMIT (170 s), SKIP_TESTS=1.
+# first before the tests), BENCH_ARGS (extra 'bench speed' arguments, e.g. "--frames 240"),
+# TOTAL_LIMIT (540 s, counted after the unpacking), BENCH_LIMIT (260 s a model), TESTS_LIMIT
+# (170 s), SKIP_TESTS=1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:?usage: scripts/gpu_check.sh OUT_DIR [PARTS_DIR]}
