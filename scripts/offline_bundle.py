@@ -82,20 +82,29 @@ def pack(args) -> int:
 
 def write_parts(whole: Path, out: Path, part_mib: int) -> list[Path]:
     """``whole`` cut into parts of equal size, at most ``part_mib`` MiB each, in ``out`` (where
-    the parts of an earlier bundle are removed first, as they would mix with these)."""
+    the parts of an earlier bundle are removed, as they would mix with these). The parts are
+    written under temporary names and renamed once all are whole, so an interrupted pack leaves
+    no part that looks finished."""
     out.mkdir(parents=True, exist_ok=True)
-    for path in out.iterdir():
-        if PART.match(path.name):
-            path.unlink()
     size = whole.stat().st_size
     count = max(1, -(-size // (part_mib << 20)))
     limit = -(-size // count)
-    parts = []
-    with whole.open("rb") as src:
-        for i in range(1, count + 1):
-            parts.append(out / f"{NAME}.part{i}of{count}")
-            with parts[-1].open("wb") as dst:
-                shutil.copyfileobj(_Limited(src, limit), dst)
+    parts = [out / f"{NAME}.part{i}of{count}" for i in range(1, count + 1)]
+    written = [part.with_name(f".{part.name}.writing") for part in parts]
+    try:
+        with whole.open("rb") as src:
+            for path in written:
+                with path.open("wb") as dst:
+                    shutil.copyfileobj(_Limited(src, limit), dst)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    for path in out.iterdir():
+        if PART.match(path.name):
+            path.unlink()
+    for path, part in zip(written, parts):
+        path.rename(part)
     return parts
 
 

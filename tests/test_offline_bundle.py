@@ -78,3 +78,27 @@ def test_a_damaged_part_and_a_foreign_folder_are_refused(packed, tmp_path):
     done = unpack(parts[0].parent, tmp_path / "out")
     assert done.returncode != 0 and "do not make a whole bundle" in done.stderr
     assert sorted(q.name for q in tmp_path.iterdir()) == ["mine", "parts", bundle.NAME]  # nothing half-unpacked
+
+
+def test_an_interrupted_pack_leaves_no_part_that_looks_whole(packed, tmp_path, monkeypatch):
+    """A pack that fails while writing (a full disk) keeps the parts made before and leaves
+    nothing of its own: no truncated part under a finished name, no temporary file."""
+    files, parts, whole = packed
+    before = {p.name: p.read_bytes() for p in parts}
+    real = bundle.shutil.copyfileobj
+    calls = []
+
+    def full_disk(src, dst):
+        calls.append(1)
+        if len(calls) == 2:
+            dst.write(src.read(1000))
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(bundle.shutil, "copyfileobj", full_disk)
+    with pytest.raises(OSError):
+        bundle.write_parts(whole, parts[0].parent, part_mib=2)
+    assert {p.name: p.read_bytes() for p in parts[0].parent.iterdir()} == before
+    done = unpack(parts[0].parent, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "golden" / "b.npz").read_bytes() == files["golden/b.npz"]
