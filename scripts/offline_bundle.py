@@ -181,8 +181,12 @@ def unpack(args) -> int:
         sys.exit(f"offline_bundle: the parts in {args.folder} do not make a whole bundle ({err}); copy them again")
     wheels = sorted(str(p) for p in (work / "wheels").glob("*.whl"))
     if wheels:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
-                        "--no-deps", "--no-compile", "--target", str(work / "site"), *wheels], check=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-index",
+                               "--no-deps", "--no-compile", "--target", str(work / "site"), *wheels])
+        if done.returncode:
+            shutil.rmtree(work)
+            sys.exit(f"offline_bundle: pip could not install the bundle's wheels (above) for Python "
+                     f"{sys.version_info.major}.{sys.version_info.minor}; pack them for it (pack --python)")
     (work / MARK).write_text("unpacked by scripts/offline_bundle.py; replaced by the next unpacking\n")
     if to.exists():
         shutil.rmtree(to)  # empty, or an earlier unpacking

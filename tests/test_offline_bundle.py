@@ -102,3 +102,20 @@ def test_an_interrupted_pack_leaves_no_part_that_looks_whole(packed, tmp_path, m
     done = unpack(parts[0].parent, tmp_path / "out")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "golden" / "b.npz").read_bytes() == files["golden/b.npz"]
+
+
+def test_wheels_that_do_not_install_are_a_one_line_error_and_leave_nothing(tmp_path):
+    """A wheel pip refuses (here a damaged one) stops the unpacking with a line saying so, and
+    no folder is left that a later run would take for a finished one."""
+    whole = tmp_path / bundle.NAME
+    with lzma.open(whole, "wb") as xz, tarfile.open(fileobj=xz, mode="w") as tar:
+        data = b"not a zip archive"
+        info = tarfile.TarInfo("wheels/broken-1.0-py3-none-any.whl")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    bundle.write_parts(whole, tmp_path / "parts", part_mib=1)
+    done = unpack(tmp_path / "parts", tmp_path / "out")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("offline_bundle: pip could not install")
+    assert "Traceback" not in done.stderr
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["parts", bundle.NAME]
