@@ -39,6 +39,9 @@ def main() -> int:
     ap.add_argument("--preset", choices=X264_PRESETS, default=None)
     ap.add_argument("--out", type=Path, default=RESULTS / "throughput.json")
     args = ap.parse_args()
+    if args.out.is_dir():
+        ap.error(f"--out {args.out} is a folder; give a file name")
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # before the run, not after minutes of it
     cuda = pick_device(args.device).type == "cuda"
     models = args.models or ("random:256,random:1024" if cuda else "random:256:32,random:256,random:1024")
     frames = args.frames or (120 if cuda else 60)
@@ -46,7 +49,6 @@ def main() -> int:
                      repeat=args.repeat, progress=lambda text: print(text, flush=True),
                      encode=EncodeOptions(crf=args.crf, preset=args.preset))
     print(table(report))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
     return 0

@@ -102,6 +102,39 @@ def test_a_precision_the_device_lacks_is_refused_before_loading_anything(clips, 
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("device", ["tpu", "cpu:1", "cuda:x"])
+def test_a_device_that_is_not_cpu_or_cuda_is_a_one_line_error(clips, tmp_path, device):
+    out = tmp_path / "out.mp4"
+    one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--device", device,
+                            "--edit", "sefa0=3"), "bad device", repr(device), "cuda:N")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_gpu_index_the_machine_lacks_names_the_gpus_it_has(monkeypatch):
+    import torch
+
+    from videoinv.errors import VideoinvError
+    from videoinv.models.specs import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(VideoinvError, match=r"cuda:2 .* has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
+        pick_device("cuda:2")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--models", "random:32:16,bogus"], ["bad model 'bogus'"]),
+    (["--models", "random:32:16,missing.pt+random:32:16"], ["checkpoint not found: missing.pt"]),
+    (["--models", "random:32:16", "-o", "{tmp}/no/speed.json"], ["folder", "does not exist"]),
+])
+def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, args, words):
+    # one line and nothing else: before the fix the clip was made and its ceilings measured
+    # (a progress line) and, for the output, the whole benchmark ran before the error
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    one_line_error(videoinv("bench", "speed", "--device", "cpu", "--frames", "8", "--repeat", "1", *args), *words)
+
+
 def test_unknown_encoder_lists_the_available_ones(clips, tmp_path):
     line = one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--codec", "nosuch"), "nosuch")
     assert "libx264" in line and "ffv1" in line

@@ -831,15 +831,17 @@ def bench_speed(models, frames, device, repeat, no_bf16, crf, preset, out, as_js
     cuda = pick_device(device).type == "cuda"
     models = models or ("random:256,random:1024" if cuda else "random:256:32,random:256,random:1024")
     frames = frames or (120 if cuda else 60)
+    if out:
+        from .files import atomic_output, check_output_path
+
+        check_output_path(out, [], overwrite=True)  # before the run, not after minutes of it
     report = measure([m.strip() for m in models.split(",") if m.strip()], frames=frames, device=device,
                      bf16=not no_bf16, repeat=repeat, progress=(lambda text: None) if quiet or as_json else log.info,
                      encode=EncodeOptions(crf=crf, preset=preset))
+    click.echo(json.dumps(report) if as_json else table(report))  # shown even if the file then fails
     if out:
-        from .files import atomic_output
-
         with atomic_output(out, [], overwrite=True) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=2))
-    click.echo(json.dumps(report) if as_json else table(report))
 
 
 def _raise_interrupt(signum, frame):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -136,12 +137,25 @@ class Models:
         return self.G.size
 
 
+_DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
+
+
 def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA where there is a GPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a
+    GPU that is not there, raises a one-line error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError("device cuda was asked for but no CUDA GPU is available; use device=cpu")
-    return torch.device(name)
+    m = _DEVICE.match(name.strip())
+    if not m or (m.group(1) == "cpu" and m.group(2) not in (None, "0")):
+        raise CheckpointError(f"bad device {name!r}: use auto, cpu, cuda or cuda:N (N a GPU's index)")
+    if m.group(1) == "cuda":
+        if not torch.cuda.is_available():
+            raise CheckpointError("device cuda was asked for but no CUDA GPU is available; use device=cpu")
+        count = torch.cuda.device_count()
+        if m.group(2) is not None and int(m.group(2)) >= count:
+            raise CheckpointError(f"device {name} was asked for but this machine has {count} CUDA GPU(s), "
+                                  f"cuda:0 to cuda:{count - 1}")
+    return torch.device(name.strip())
 
 
 _LOADED: dict[tuple[str, str], Models] = {}
@@ -168,6 +182,16 @@ def require_all(names, what: str) -> None:
                            f"'videoinv weights fetch {' '.join(missing)}', or download "
                            + " and ".join(WEIGHTS[m].page for m in missing)
                            + " yourself and 'videoinv weights import NAME FILE' each (licences: 'videoinv weights list')")
+
+
+def check_models(spec: str) -> None:
+    """Raise the one-line error that :func:`load_models` would give for a bad spec, missing
+    weights or a missing checkpoint file, without loading anything."""
+    generator, encoder = bundle_parts(spec)
+    require_all([generator, encoder], f"model {spec}")
+    for part in (generator, encoder):
+        if parse_random(part) is None and part not in WEIGHTS and not Path(part).is_file():
+            raise CheckpointError(f"checkpoint not found: {part} (model {spec})")
 
 
 def load_models(spec: str, device: str = "auto") -> Models:
