@@ -135,6 +135,30 @@ def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, arg
     one_line_error(videoinv("bench", "speed", "--device", "cpu", "--frames", "8", "--repeat", "1", *args), *words)
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--crf", "99"], ["--crf 99", "libx264's range 0-51"]),  # x264 would clamp it to 51 unsaid
+    (["--crf", "-1"], ["--crf -1", "0-51"]),
+    (["--codec", "libx265", "--crf", "52"], ["libx265's range 0-51"]),
+    (["--faces", "0,x"], ["bad faces '0,x'", "largest"]),
+    (["--faces", "-1"], ["bad faces '-1'"]),
+])
+def test_bad_quality_or_faces_is_refused_before_the_models_load(clips, tmp_path, args, words):
+    # one line: the models were not loaded (loading random weights logs a warning)
+    out = tmp_path / "out.mp4"
+    one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--edit", "sefa0=3", *args),
+                   *words)
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_crf_in_range_reaches_the_encoder_and_one_it_ignores_is_only_a_warning(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    assert videoinv("edit", clips.bt709, "-o", out, "--chain", "copy", "--crf", "51", "-q").returncode == 0
+    assert b"crf=51.0" in out.read_bytes()  # x264's settings, written into the stream
+    lossless = tmp_path / "out.mkv"
+    result = videoinv("edit", clips.bt709, "-o", lossless, "--chain", "copy", "--codec", "ffv1", "--crf", "99")
+    assert result.returncode == 0 and "ffv1 has no CRF setting; --crf 99 is ignored" in result.stderr
+
+
 def test_unknown_encoder_lists_the_available_ones(clips, tmp_path):
     line = one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--codec", "nosuch"), "nosuch")
     assert "libx264" in line and "ffv1" in line
@@ -173,3 +197,47 @@ def test_interrupted_write_leaves_nothing(clips, tmp_path, sig):
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def _editing(tmp_path) -> tuple[subprocess.Popen, object]:
+    """A face edit with a real-sized model, once it is writing frames and its models are busy
+    (on 2 cores the clean-up after an interrupt then takes seconds: the running batches finish)."""
+    from videoinv import samples
+
+    clip, out = tmp_path / "face.mp4", tmp_path / "out.mp4"
+    samples.write_clip(clip, samples.moving_face(), 240, audio=True)
+    proc = subprocess.Popen([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(out),
+                             "--model", "random:256", "--device", "cpu", "--edit", "sefa0=3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not leftovers(tmp_path) and time.time() < deadline:
+        time.sleep(0.05)
+    assert leftovers(tmp_path), "the edit never started writing"
+    time.sleep(1.0)
+    return proc, out
+
+
+def test_a_second_interrupt_lets_the_clean_up_finish(tmp_path):
+    # `timeout` signals the command and then its whole process group, and an impatient user
+    # presses Ctrl-C twice: a second signal that cut the clean-up short left stage threads
+    # working in torch as Python exited, and the process aborted ("terminate called", SIGABRT)
+    proc, out = _editing(tmp_path)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "terminate called" not in err and "Traceback" not in err
+    assert err.strip().endswith("videoinv: interrupted; no output was left behind")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_third_interrupt_quits_at_once_and_never_under_the_final_name(tmp_path):
+    proc, out = _editing(tmp_path)
+    for _ in range(3):
+        os.kill(proc.pid, signal.SIGTERM)
+        time.sleep(0.1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted again; quitting without cleaning up" in err and "terminate called" not in err
+    assert not out.exists()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import click
@@ -844,13 +847,47 @@ def bench_speed(models, frames, device, repeat, no_bf16, crf, preset, out, as_js
             Path(tmp).write_text(json.dumps(report, indent=2))
 
 
+_interrupts = 0
+
+
 def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
+    """SIGINT and SIGTERM. The first stops the command: a KeyboardInterrupt, on whose way out
+    every stage's thread is stopped and joined and temporary outputs are removed. A second (an
+    impatient Ctrl-C, or ``timeout``, which signals the process and then its whole group) lets
+    that clean-up finish: cutting it short left threads working in torch as Python exited, and
+    the process aborted. A third quits at once."""
+    global _interrupts
+    _interrupts += 1
+    if _interrupts == 1:
+        raise KeyboardInterrupt
+    if _interrupts >= 3:
+        sys.stderr.write("videoinv: interrupted again; quitting without cleaning up (a .partial file may be "
+                         "left beside the output)\n")
+        sys.stderr.flush()
+        os._exit(130)
+
+
+def _join_workers(seconds: float = 30.0) -> None:
+    """Wait for the pipeline's threads still working after an interrupt; exit at once (no
+    interpreter shutdown) if one is still busy after ``seconds``, since a thread inside torch
+    as Python shuts down aborts the process."""
+    deadline = time.monotonic() + seconds
+    workers = [t for t in threading.enumerate() if t.name.startswith("videoinv-") and t is not threading.current_thread()]
+    for thread in workers:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in workers):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the command and turns every failure into a one-line message."""
+    global _interrupts
+    _interrupts = 0
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (nohup, &)
+        signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         result = cli.main(args=argv, prog_name="videoinv", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -861,6 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo("videoinv: interrupted; no output was left behind", err=True)
+        _join_workers()
         return 130
     except VideoinvError as err:
         click.echo(f"videoinv: error: {err}", err=True)

@@ -102,6 +102,21 @@ class EditOptions:
 
         check_dtype(self.dtype, pick_device(self.device))
 
+    def face_selection(self) -> dict:
+        """The detect stage's selection for ``faces``: all, the largest, or track ids."""
+        text = self.faces.strip()
+        if text in ("all", ""):
+            return {}
+        if text == "largest":
+            return {"select": "largest"}
+        ids = [part.strip() for part in text.split(",")]
+        if not all(part.isdigit() for part in ids):
+            from ..errors import VideoinvError
+
+            raise VideoinvError(f"bad faces {self.faces!r}: use all, largest, or track ids such as 0,2 "
+                                "('videoinv inspect' shows the ids)")
+        return {"ids": [int(part) for part in ids]}
+
     def device_warps(self) -> bool:
         """Crop and paste on the model's device (frames uploaded once, no crops in host memory)."""
         if self.warp == "auto":
@@ -187,8 +202,7 @@ class EditOptions:
 
     def analysis(self, size: int) -> Chain:
         """Detection, tracking, alignment and inversion: what a latent cache replaces."""
-        select = {"select": "largest"} if self.faces == "largest" else (
-            {"ids": [int(i) for i in self.faces.split(",")]} if self.faces not in ("all", "") else {})
+        select = self.face_selection()
         detector = self.detector_name()
         workers = self.detect_workers() if detector in ("hog", "cnn") else 0
         return Chain((_call("detect", every=self.every, model=detector, workers=workers, **select),

@@ -24,7 +24,7 @@ from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
 from ..video.timing import parse_rate
-from ..video.writer import EncodeOptions, Writer
+from ..video.writer import EncodeOptions, Writer, check_encode
 from .runner import Pipeline, prefetch, timed, torch_threads
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
     from ..models.specs import bundle_parts, load_models, require_all
 
     options.check_precision()
+    options.face_selection()  # a bad --faces fails here, before the models load
     names = [EditSpec.parse(text).name for text in options.edits]
     require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
                 f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
@@ -106,6 +107,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     """
     audio_inputs = [audio] if audio not in ("copy", "drop") else []
     check_output_path(output, [input, *audio_inputs], overwrite)
+    check_encode(encode or EncodeOptions())  # before the models load and the frames are decoded
     if chain is None and (edits or model or options):
         from ..edit.recipe import EditOptions
 
@@ -276,6 +278,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
     check_output_path(output, [input], overwrite)
     options.check_precision()
+    options.face_selection()  # a bad --faces fails here, before the models load
     models = load_models(options.model, options.device)
     options.threaded = threaded = options.prefers_threads() if threaded is None else threaded
     pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded)

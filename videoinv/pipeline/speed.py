@@ -263,12 +263,13 @@ def measure(models: list[str], frames: int = 60, device: str = "auto", bf16: boo
     from ..models.specs import check_models
     from ..models.tuning import cpu_count, time_conv_modes
     from .allocator import arena_count, in_use
-    from ..video.writer import EncodeOptions
+    from ..video.writer import EncodeOptions, check_encode
 
     encode = encode or EncodeOptions()  # the runs and the encoding ceiling share it
     dev = _device(device)
     for model in models:
         check_models(model)  # a bad spec stops here, not after the clip and the ceilings
+    check_encode(encode)
     with tempfile.TemporaryDirectory(prefix="videoinv-speed-", dir=workdir) as tmp:
         clip, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.mp4"
         scene = samples.moving_face()

@@ -53,6 +53,10 @@ _ENCODERS = {
 # 49.3 dB, 31.8 against 32.0: nothing visible), so the encoder does not set the pace of an edit;
 # x265 and NVENC keep their encoders' own defaults (medium, p4)
 DEFAULT_PRESET = {"libx264": "veryfast", "libx264rgb": "veryfast"}
+# the quality values each encoder takes (x264 and x265 clamp a larger CRF to 51 without a word;
+# NVENC's cq 0 means "let the encoder choose")
+_QUALITY_RANGE = {"crf": (0, 51), "cq": (0, 51)}
+_QUALITY_RANGE_OF = {"libsvtav1": (1, 63), "libvpx-vp9": (0, 63)}
 KNOWN_ENCODERS = tuple(_ENCODERS)
 
 
@@ -88,8 +92,26 @@ def check_encoder(codec: str) -> None:
         raise OutputError(f"{codec!r} is not a video encoder; use one of {', '.join(available_encoders())}")
 
 
+def check_encode(opts: EncodeOptions) -> None:
+    """Refuse, before any work, an encoder this FFmpeg lacks, a CRF outside the encoder's range
+    or a preset it does not know (the errors opening the output would give)."""
+    check_encoder(opts.codec)
+    _check_quality(opts)
+
+
+def _check_quality(opts: EncodeOptions) -> None:
+    _, quality_key, preset_kind = _ENCODERS.get(opts.codec, ("yuv420p", None, None))
+    if quality_key and opts.crf is not None:
+        low, high = _QUALITY_RANGE_OF.get(opts.codec, _QUALITY_RANGE[quality_key])
+        if not low <= opts.crf <= high:
+            raise OutputError(f"--crf {opts.crf} is outside {opts.codec}'s range {low}-{high} (lower is better)")
+    if preset_kind == "x264" and opts.preset is not None and opts.preset not in X264_PRESETS:
+        raise OutputError(f"unknown preset {opts.preset!r}; use one of {', '.join(X264_PRESETS)}")
+
+
 def encoder_settings(opts: EncodeOptions) -> tuple[str, dict[str, str]]:
     """The pixel format and FFmpeg encoder options for ``opts`` (CRF, preset, extras)."""
+    _check_quality(opts)
     codec = opts.codec
     default_fmt, quality_key, preset_kind = _ENCODERS.get(codec, ("yuv420p", None, None))
     options: dict[str, str] = {}
@@ -99,8 +121,6 @@ def encoder_settings(opts: EncodeOptions) -> tuple[str, dict[str, str]]:
         log.warning("%s has no CRF setting; --crf %s is ignored", codec, opts.crf)
     preset = opts.preset or (DEFAULT_PRESET.get(codec, "medium") if preset_kind else None)
     if preset_kind == "x264":
-        if preset not in X264_PRESETS:
-            raise OutputError(f"unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
         options["preset"] = preset
     elif preset_kind == "nvenc":
         options["preset"] = _NVENC_PRESET.get(preset, preset)
