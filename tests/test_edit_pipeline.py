@@ -233,6 +233,23 @@ def test_random_model_output_is_labelled(small_clips, tmp_path):
     assert "random weights" in json.loads(result.stdout)["model"] and "random weights" in result.stderr
 
 
+def test_the_summary_counts_edited_frames_and_warns_when_no_face_was_edited(small_clips, clips, tmp_path):
+    def edit(clip, *args):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "out.mp4"),
+                                 "-y", "--model", MODEL, "--edit", "sefa0=1", "--json", "--end", "10f", *args],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), result.stderr
+
+    summary, err = edit(small_clips["moving"])
+    assert summary["changed"] == summary["frames"] == 10 and "no face was edited" not in err
+    assert "faces edited in 10 of 10 frames" in err
+    summary, err = edit(small_clips["moving"], "--faces", "5")  # its one face is track 0
+    assert summary["changed"] == 0 and "no face was edited: no track matched --faces 5" in err
+    summary, err = edit(clips.bt709, "--every", "1")  # a test pattern: no face anywhere
+    assert summary["changed"] == 0 and "no face was edited: no face was found in any frame" in err
+
+
 def test_computed_directions_are_deterministic_orthonormal_and_move_the_image(tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path))
     G = load_models(MODEL).G

@@ -79,7 +79,7 @@ def _report(summary: dict, seconds: float, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
     audio = f", audio {summary['audio']}" if "audio" in summary else ""
-    extra = "".join(f"; {summary[k]}" for k in ("model", "note") if k in summary)
+    extra = "".join(f"; {summary[k]}" for k in ("edited", "model", "note") if k in summary)
     log.info("wrote %s: %d frames %dx%d %s%s in %.1f s (%.1f fps)%s", summary["output"], summary["frames"],
              summary["width"], summary["height"], summary["codec"], audio, seconds, summary["fps"] or 0, extra)
 
@@ -219,6 +219,12 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
                              overwrite=overwrite, salvage=salvage, batch_size=batch_size,
                              reader=reader, threaded=speed["threaded"], threads=speed["threads"], on_frame=bar.advance,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
+    if options is not None:
+        summary["edited"] = f"faces edited in {summary['changed']} of {summary['frames']} frames"
+        if summary["changed"] == 0:
+            log.warning("no face was edited: %s", "no face was found in any frame (try --detector cnn, or --every 1)"
+                        if options.faces in ("all", "largest", "") else
+                        f"no track matched --faces {options.faces} ('videoinv inspect' draws each track's id)")
     if options is not None and options.model.startswith("random"):
         summary["model"] = f"{options.model} (random weights: plumbing only)"
     if options is None and chain is None:

@@ -161,6 +161,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
             raise
         return {"input": str(input), "output": str(output), "frames": writer.frames_written,
                 "passed_through": writer.frames_passed_through, "patched": writer.frames_patched,
+                "changed": writer.frames_changed,
                 "width": writer.size[0], "height": writer.size[1], "codec": writer.options.codec,
                 "encoder": writer.encoder_options,
                 "audio": "none" if writer.audio is None else ("copied" if all(

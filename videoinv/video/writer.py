@@ -262,6 +262,7 @@ class Writer:
                            and len({c.plane for c in fmt.components}) == len(fmt.components) == 3)
         self.frames_passed_through = 0
         self.frames_patched = 0
+        self.frames_changed = 0  # frames a stage drew into (a face edited)
         self._last_pts: int | None = None
         self._end_pts: int | None = None
         self._shift = round(self.offset / self.time_base)
@@ -270,6 +271,7 @@ class Writer:
     # -- writing --------------------------------------------------------------------------------
     def write(self, record: FrameRecord) -> None:
         """Encode one frame at its own timestamp."""
+        self.frames_changed += bool(record.changed)
         if self._passthrough and record.source is not None and not record.changed:
             frame = self._from_source(record.source)
             self.frames_passed_through += 1
