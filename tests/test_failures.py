@@ -141,8 +141,11 @@ def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, arg
     (["--codec", "libx265", "--crf", "52"], ["libx265's range 0-51"]),
     (["--faces", "0,x"], ["bad faces '0,x'", "largest"]),
     (["--faces", "-1"], ["bad faces '-1'"]),
+    (["--start", "0.5", "--end", "0.2"], ["--end 0.2s is not after --start 0.5s"]),
+    (["--start", "10f", "--end", "10f"], ["--end 10f is not after --start 10f"]),
+    (["--start", "soon"], ["bad time 'soon'"]),
 ])
-def test_bad_quality_or_faces_is_refused_before_the_models_load(clips, tmp_path, args, words):
+def test_bad_options_are_refused_before_the_models_load(clips, tmp_path, args, words):
     # one line: the models were not loaded (loading random weights logs a warning)
     out = tmp_path / "out.mp4"
     one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--edit", "sefa0=3", *args),

@@ -23,7 +23,7 @@ from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
-from ..video.timing import parse_rate
+from ..video.timing import parse_range, parse_rate
 from ..video.writer import EncodeOptions, Writer, check_encode
 from .runner import Pipeline, prefetch, timed, torch_threads
 
@@ -107,6 +107,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     """
     audio_inputs = [audio] if audio not in ("copy", "drop") else []
     check_output_path(output, [input, *audio_inputs], overwrite)
+    start, end = parse_range(start, end)  # a bad --start/--end fails before the models load
     check_encode(encode or EncodeOptions())  # before the models load and the frames are decoded
     if chain is None and (edits or model or options):
         from ..edit.recipe import EditOptions
@@ -278,6 +279,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     if Path(output).suffix != ".vinv":
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
     check_output_path(output, [input], overwrite)
+    start, end = parse_range(start, end)
     options.check_precision()
     options.face_selection()  # a bad --faces fails here, before the models load
     models = load_models(options.model, options.device)

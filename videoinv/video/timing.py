@@ -57,6 +57,18 @@ class TimePoint:
         return f"{self.frame}f" if self.frame is not None else f"{float(self.seconds):g}s"
 
 
+def parse_range(start, end) -> tuple[TimePoint | None, TimePoint | None]:
+    """``--start``/``--end`` parsed, refusing an end that is not after the start (where both are
+    times, or both frame numbers; the end is exclusive)."""
+    first, last = TimePoint.parse(start), TimePoint.parse(end)
+    if first is not None and last is not None and (
+            (first.seconds is not None and last.seconds is not None and last.seconds <= first.seconds)
+            or (first.frame is not None and last.frame is not None and last.frame <= first.frame)):
+        raise VideoinvError(f"--end {last} is not after --start {first}; give an end later than the start "
+                            "(the end is exclusive)")
+    return first, last
+
+
 _NTSC = {round(n * 1000 / 1001, 3): Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240)}
 
 
