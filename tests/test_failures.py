@@ -244,3 +244,18 @@ def test_a_third_interrupt_quits_at_once_and_never_under_the_final_name(tmp_path
     assert proc.returncode == 130, err
     assert "interrupted again; quitting without cleaning up" in err and "terminate called" not in err
     assert not out.exists()
+
+
+def test_called_from_python_the_command_puts_back_the_callers_signal_handlers(clips):
+    from videoinv.cli import main
+
+    def mine(signum, frame):
+        pass
+
+    saved = signal.signal(signal.SIGTERM, mine)
+    try:
+        before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        assert main(["probe", str(clips.bt709), "--json"]) == 0
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    finally:
+        signal.signal(signal.SIGTERM, saved)

@@ -888,12 +888,25 @@ def _join_workers(seconds: float = 30.0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: runs the command and turns every failure into a one-line message."""
+    """Entry point: runs the command and turns every failure into a one-line message. Called
+    with ``argv`` (from Python), it puts back the caller's SIGINT and SIGTERM handlers when it
+    returns; the command itself keeps its own until the process exits, so that a late second
+    signal does not kill it on its way out."""
     global _interrupts
     _interrupts = 0
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where it is ignored (nohup, &)
+    if saved[signal.SIGINT] is signal.default_int_handler:  # not where it is ignored (nohup, &)
         signal.signal(signal.SIGINT, _raise_interrupt)
+    try:
+        return _main(argv)
+    finally:
+        if argv is not None:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         result = cli.main(args=argv, prog_name="videoinv", standalone_mode=False)
         return result if isinstance(result, int) else 0
