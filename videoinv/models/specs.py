@@ -200,8 +200,8 @@ def load_models(spec: str, device: str = "auto") -> Models:
     dev = pick_device(device)
     key = (spec, str(dev))
     if key not in _LOADED:
+        check_models(spec)
         generator, encoder = bundle_parts(spec)
-        require_all([generator, encoder], f"model {spec}")
         G, latent_avg = load_generator(generator, dev)
         E = load_encoder(encoder, dev)
         if E.n_styles != G.n_latent or E.content_layer[-1].num_features != G.channels[16]:
