@@ -95,6 +95,14 @@ def test_output_in_missing_folder(clips, tmp_path):
     one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "no" / "out.mp4"), "does not exist")
 
 
+def test_a_folder_given_as_output_suggests_a_file_of_the_right_kind(clips, tmp_path):
+    one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path), "is a directory", str(tmp_path / "out.mp4"))
+    # the track log is JSON: suggesting out.mp4 there would mislead
+    one_line_error(videoinv("inspect", clips.bt709, "-o", tmp_path / "i.mp4", "--json", tmp_path),
+                   "is a directory", str(tmp_path / "tracks.json"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_a_precision_the_device_lacks_is_refused_before_loading_anything(clips, tmp_path):
     out = tmp_path / "out.mp4"
     one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--device", "cpu",
@@ -127,11 +135,13 @@ def test_a_gpu_index_the_machine_lacks_names_the_gpus_it_has(monkeypatch):
     (["--models", "random:32:16,bogus"], ["bad model 'bogus'"]),
     (["--models", "random:32:16,missing.pt+random:32:16"], ["checkpoint not found: missing.pt"]),
     (["--models", "random:32:16", "-o", "{tmp}/no/speed.json"], ["folder", "does not exist"]),
+    (["--models", "random:32:16", "-o", "{tmp}"], ["is a directory", "such as {tmp}/speed.json"]),
 ])
 def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, args, words):
     # one line and nothing else: before the fix the clip was made and its ceilings measured
     # (a progress line) and, for the output, the whole benchmark ran before the error
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    words = [w.replace("{tmp}", str(tmp_path)) for w in words]
     one_line_error(videoinv("bench", "speed", "--device", "cpu", "--frames", "8", "--repeat", "1", *args), *words)
 
 

@@ -843,13 +843,13 @@ def bench_speed(models, frames, device, repeat, no_bf16, crf, preset, out, as_js
     if out:
         from .files import atomic_output, check_output_path
 
-        check_output_path(out, [], overwrite=True)  # before the run, not after minutes of it
+        check_output_path(out, [], overwrite=True, example="speed.json")  # before the run, not after minutes of it
     report = measure([m.strip() for m in models.split(",") if m.strip()], frames=frames, device=device,
                      bf16=not no_bf16, repeat=repeat, progress=(lambda text: None) if quiet or as_json else log.info,
                      encode=EncodeOptions(crf=crf, preset=preset))
     click.echo(json.dumps(report) if as_json else table(report))  # shown even if the file then fails
     if out:
-        with atomic_output(out, [], overwrite=True) as tmp:
+        with atomic_output(out, [], overwrite=True, example="speed.json") as tmp:
             Path(tmp).write_text(json.dumps(report, indent=2))
 
 

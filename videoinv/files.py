@@ -20,15 +20,15 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
-                      overwrite: bool = False) -> Path:
+                      overwrite: bool = False, example: str = "out.mp4") -> Path:
     """Refuse an output that is an input, a directory, in a missing folder, or (without
-    ``overwrite``) an existing file."""
+    ``overwrite``) an existing file. ``example`` is the file name the directory error suggests."""
     out = Path(output)
     for src in inputs:
         if src is not None and same_file(out, src):
             raise OutputError(f"output {out} is the same file as the input; choose another output name")
     if out.is_dir():
-        raise OutputError(f"output {out} is a directory; give a file name such as {out / 'out.mp4'}")
+        raise OutputError(f"output {out} is a directory; give a file name such as {out / example}")
     if not out.parent.exists():
         raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
     if out.exists() and not overwrite:
@@ -38,10 +38,10 @@ def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathL
 
 @contextlib.contextmanager
 def atomic_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (),
-                  overwrite: bool = False) -> Iterator[Path]:
+                  overwrite: bool = False, example: str = "out.mp4") -> Iterator[Path]:
     """Yield a temporary path next to ``output`` (same extension); rename it to ``output`` when
     the block succeeds, delete it when the block raises (including KeyboardInterrupt)."""
-    out = check_output_path(output, inputs, overwrite)
+    out = check_output_path(output, inputs, overwrite, example)
     fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)

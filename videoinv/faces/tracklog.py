@@ -22,7 +22,7 @@ class TrackLog:
 
     def __init__(self, path: str | os.PathLike, video: str, inputs=(), overwrite: bool = False):
         self.path, self.video = path, video
-        self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite)
+        self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite, example="tracks.json")
         self.tracks: dict[int, dict] = {}
         self._file = None
         self._first = True

@@ -185,7 +185,7 @@ def convert_to_safetensors(src: str | os.PathLike, dst: str | os.PathLike, overw
     tensors = {k: v.detach().contiguous() for k, v in ckpt.state_dict.items()}
     if ckpt.latent_avg is not None:
         tensors["latent_avg"] = ckpt.latent_avg.detach().contiguous()
-    with atomic_output(dst, [src], overwrite) as tmp:
+    with atomic_output(dst, [src], overwrite, example=Path(src).stem + ".safetensors") as tmp:
         save_file(tensors, str(tmp), metadata={"videoinv_kind": ckpt.kind, "source_layout": ckpt.layout})
     return ckpt
 
