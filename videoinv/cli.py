@@ -290,7 +290,8 @@ def directions_list(model, quiet):
 @click.option("--model", required=True, help="whose generator (fse, random:256, GENERATOR+ENCODER)")
 @click.option("--method", type=click.Choice(["ganspace", "sefa"]), required=True)
 @click.option("--layers", default=None, help="SeFa: W+ rows A-B to factorise [default: all]")
-@click.option("--samples", type=int, default=10_000, show_default=True, help="mapped latents sampled")
+@click.option("--samples", type=click.IntRange(min=100), default=10_000, show_default=True,
+              help="mapped latents sampled")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--top", type=int, default=8, show_default=True, help="how many to print")
 @_common
@@ -301,9 +302,17 @@ def directions_compute(model, method, layers, samples, seed, top, quiet):
 
     span = None
     if layers:
-        lo, _, hi = layers.partition("-")
+        if method != "sefa":
+            raise VideoinvError("--layers is for --method sefa (GANSpace works on the whole W code)")
+        lo, sep, hi = layers.partition("-")
+        if not (lo.strip().isdigit() and (hi.strip().isdigit() or not sep)):
+            raise VideoinvError(f"bad --layers {layers!r}: give W+ rows as A-B, e.g. 0-5, or one row, e.g. 3")
         span = (int(lo), int(hi or lo))
+        if span[1] < span[0]:
+            raise VideoinvError(f"bad --layers {layers!r}: the last row comes before the first; write {hi}-{lo}")
     G = load_models(model).G
+    if span and span[1] >= G.n_latent:
+        raise VideoinvError(f"--layers {layers}: this generator has W+ rows 0-{G.n_latent - 1}")
     table = computed(G, method, span, samples, seed, refresh=True)
     for i in range(min(top, len(table["vectors"]))):
         click.echo(f"{method}{i}: std {float(table['scales'][i]):.4f}")
