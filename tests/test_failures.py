@@ -154,13 +154,57 @@ def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, arg
     (["--start", "0.5", "--end", "0.2"], ["--end 0.2s is not after --start 0.5s"]),
     (["--start", "10f", "--end", "10f"], ["--end 10f is not after --start 10f"]),
     (["--start", "soon"], ["bad time 'soon'"]),
+    (["--pix-fmt", "yuv999p"], ["unknown --pix-fmt 'yuv999p'"]),  # was an internal error
+    (["--pix-fmt", "rgb24"], ["libx264 cannot encode --pix-fmt rgb24", "yuv420p"]),
+    (["-o", "{tmp}/out.txt"], ["cannot write out.txt", "no container format 'txt'", ".mp4"]),
+    (["-o", "{tmp}/out"], ["cannot write out", "no extension", ".mp4"]),
+    (["-o", "{tmp}/out.webm", "--codec", "libx264"], [".webm file cannot hold libx264", "libvpx-vp9", ".mp4"]),
+    (["-o", "{tmp}/out.mkv", "--codec", "h263"], [".mkv file cannot hold h263", "--codec libx264", ".mov name"]),
 ])
 def test_bad_options_are_refused_before_the_models_load(clips, tmp_path, args, words):
-    # one line: the models were not loaded (loading random weights logs a warning)
+    # one line: the models were not loaded (loading random weights logs a warning); the later
+    # -o replaces the first
     out = tmp_path / "out.mp4"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--edit", "sefa0=3", *args),
                    *words)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_webm_output_gets_vp9_and_opus_without_being_told(clips, tmp_path):
+    from conftest import ffprobe
+
+    out = tmp_path / "out.webm"
+    result = videoinv("edit", clips.bt709, "-o", out, "--chain", "copy", "--end", "5f")
+    assert result.returncode == 0, result.stderr
+    assert "re-encoding it to libopus" in result.stderr  # AAC cannot go into WebM: said so
+    codecs = {s["codec_type"]: s["codec_name"] for s in ffprobe(out)["streams"]}
+    assert codecs == {"video": "vp9", "audio": "opus"}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["{tmp}/s.mp4", "--size", "13x7"], ["13x7", "must be even", "14x8"]),  # was an internal error
+    (["{tmp}/s.webm"], ["cannot write s.webm", "H.264", ".mp4"]),
+    (["{tmp}/s.txt"], ["cannot write s.txt", ".mp4"]),
+])
+def test_sample_refuses_what_it_cannot_write(tmp_path, args, words):
+    one_line_error(videoinv("sample", *[a.replace("{tmp}", str(tmp_path)) for a in args], "--seconds", "0.2"), *words)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--method", "sefa", "--layers", "abc"], ["bad --layers 'abc'", "A-B"]),  # were internal errors
+    (["--method", "sefa", "--layers", "3-1"], ["bad --layers '3-1'", "1-3"]),
+    (["--method", "sefa", "--layers", "99"], ["--layers 99", "rows 0-9"]),
+    (["--method", "ganspace", "--layers", "2-3"], ["--layers is for --method sefa"]),
+])
+def test_directions_compute_refuses_rows_the_generator_lacks(tmp_path, args, words):
+    env = dict(os.environ, VIDEOINV_HOME=str(tmp_path))
+    result = videoinv("directions", "compute", "--model", "random:64:16", *args, env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after the random-weights warning, where loaded
+    assert last.startswith("videoinv: error: ") and all(w in last for w in words), result.stderr
+    assert not list(tmp_path.rglob("*.safetensors"))
 
 
 def test_a_crf_in_range_reaches_the_encoder_and_one_it_ignores_is_only_a_warning(clips, tmp_path):

@@ -84,6 +84,31 @@ def test_filter_file_uses_our_colour_rule_for_untagged_hd(tmp_path):
     assert np.abs(bar_centres(theirs).astype(int) - BARS.astype(int)).max() <= 2
 
 
+def test_filter_file_stops_with_the_encoders_reason_when_ffmpeg_cannot_encode(clips, tmp_path):
+    # H.263 takes only a few picture sizes: the encoding ffmpeg exits at once. The run used to
+    # wait for ever on the decoding ffmpeg, blocked on a pipe nobody read any more.
+    out = tmp_path / "ff.mov"
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(out),
+                             "--codec", "h263"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"videoinv: error: ffmpeg could not encode {out}: h263: The specified picture size of 1280x720 "
+        "is not valid for the H.263 codec."]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_filter_file_to_webm_picks_vp9_and_re_encodes_the_audio_it_cannot_copy(clips, tmp_path):
+    out = tmp_path / "ff.webm"
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(out)],
+                            capture_output=True, text=True, timeout=120)  # it used to hang here
+    assert result.returncode == 0, result.stderr
+    assert "aac audio cannot be stored in this format; re-encoding it to libopus" in result.stderr
+    streams = ffprobe(out)["streams"]
+    assert {s["codec_type"]: s["codec_name"] for s in streams} == {"video": "vp9", "audio": "opus"}
+    audio = [s for s in streams if s["codec_type"] == "audio"][0]
+    assert abs(float(audio["duration"] if "duration" in audio else ffprobe(out)["format"]["duration"]) - 2.0) < 0.1
+
+
 def test_filter_file_refuses_to_overwrite_its_input(clips, tmp_path):
     src = tmp_path / "in.mp4"
     src.write_bytes(clips.bt709.read_bytes())

@@ -63,15 +63,16 @@ def _encode_options(func):
     for option in reversed(options):
         func = option(func)
     func = _quality_options(func)
-    return click.option("--codec", default="libx264", show_default=True,
-                        help="video encoder: libx264, libx265, ffv1 (lossless), h264_nvenc, ...")(func)
+    return click.option("--codec", default=None,
+                        help="video encoder: libx264, libx265, ffv1 (lossless), h264_nvenc, libvpx-vp9, ... "
+                             "[default: libx264; libvpx-vp9 for .webm]")(func)
 
 
-def _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd):
-    from .video.writer import EncodeOptions
+def _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd):
+    from .video.writer import EncodeOptions, default_codec
 
-    return EncodeOptions(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, matrix=color_matrix,
-                         range=color_range, odd=odd)
+    return EncodeOptions(codec=codec or default_codec(output), crf=crf, preset=preset, pix_fmt=pix_fmt,
+                         matrix=color_matrix, range=color_range, odd=odd)
 
 
 def _report(summary: dict, seconds: float, as_json: bool) -> None:
@@ -206,7 +207,7 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import edit_video
 
-    encode = _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
+    encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
     options = None
     if chain is not None:
         if edits or latents or model:
@@ -385,7 +386,7 @@ def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix,
     from .pipeline.jobs import filter_file as run
     from .video.probe import describe
 
-    encode = _make_encode(codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
+    encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
     with FrameProgress(f"filter {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         bar.start(describe(input).frame_count)
         summary = run(input, output, chain, encode=encode, audio=audio, overwrite=overwrite,
@@ -478,7 +479,7 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
     from .console import FrameProgress, progress_enabled
     from .edit.recipe import EditOptions
     from .pipeline.jobs import edit_video
-    from .video.writer import EncodeOptions
+    from .video.writer import EncodeOptions, default_codec
 
     if detector == "auto":  # the faces an edit would see, from the same detector
         detector = EditOptions(detector=detector).detector_name()
@@ -492,7 +493,7 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
                 tracks.add(record)
 
         summary = edit_video(input, output, chain, start=start, end=end, overwrite=overwrite,
-                             encode=EncodeOptions(crf=crf, preset=preset), on_frame=on_frame,
+                             encode=EncodeOptions(codec=default_codec(output), crf=crf, preset=preset), on_frame=on_frame,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
     _report(summary, bar.elapsed, False)
     if tracks is not None:

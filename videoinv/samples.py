@@ -23,8 +23,9 @@ import av
 import cv2
 import numpy as np
 
+from .errors import OutputError, VideoinvError
 from .files import atomic_output
-from .video.writer import container_format
+from .video.writer import check_container, container_format
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,14 @@ def make_sample(path: str | os.PathLike, seconds: float = 5.0, size: tuple[int, 
                 fps: Fraction | int = 30, audio: bool = True, overwrite: bool = False, crf: int = 18) -> int:
     """The demo clip: one face moving gently, with sound; returns its frame count."""
     width, height = size
+    if width % 2 or height % 2:
+        raise VideoinvError(f"sample size {width}x{height}: the width and height must be even (the clip is "
+                            f"4:2:0 H.264); try {width + width % 2}x{height + height % 2}")
+    try:
+        check_container(path, "libx264", "aac" if audio else None)
+    except OutputError:
+        raise OutputError(f"cannot write {os.path.basename(str(path))}: the sample is H.264 video with AAC "
+                          "audio; name it .mp4, .mkv or .mov") from None
     w, h = width, height
     scene = FaceScene(width, height, float(fps), [Motion(
         centre=lambda t: (w / 2 + 0.08 * w * math.sin(2 * math.pi * t / 5), h / 2 + 0.04 * h * math.sin(2 * math.pi * t / 3.5)),

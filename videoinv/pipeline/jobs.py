@@ -16,7 +16,7 @@ from ..errors import ChainError, InputError, OutputError, VideoinvError
 from ..files import atomic_output, check_output_path
 from ..registry import default_registry
 from ..video.audio import AudioPlan
-from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, last_line
+from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, error_message
 from ..video.probe import describe
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
@@ -24,7 +24,7 @@ from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
 from ..video.timing import parse_range, parse_rate
-from ..video.writer import EncodeOptions, Writer, check_encode
+from ..video.writer import EncodeOptions, Writer, check_container, check_encode, default_codec
 from .runner import Pipeline, prefetch, timed, torch_threads
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,9 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     audio_inputs = [audio] if audio not in ("copy", "drop") else []
     check_output_path(output, [input, *audio_inputs], overwrite)
     start, end = parse_range(start, end)  # a bad --start/--end fails before the models load
-    check_encode(encode or EncodeOptions())  # before the models load and the frames are decoded
+    encode = encode or EncodeOptions(codec=default_codec(output))
+    check_encode(encode)  # before the models load and the frames are decoded
+    check_container(output, encode.codec)  # audio it cannot store is re-encoded
     if chain is None and (edits or model or options):
         from ..edit.recipe import EditOptions
 
@@ -208,10 +210,12 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     """Decode ``source`` with the ffmpeg CLI, run ``chain`` here, encode ``target`` with the
     ffmpeg CLI (see :mod:`videoinv.video.ffmpeg_cli`)."""
     builder, binary = ffmpeg_python(), ffmpeg_binary(ffmpeg)
-    source, encode = str(source), encode or EncodeOptions()
+    source, encode = str(source), encode or EncodeOptions(codec=default_codec(target))
     if audio not in ("copy", "drop"):
         raise VideoinvError("filter-file takes --audio copy or drop")
     check_output_path(target, [source], overwrite)
+    check_encode(encode, encoder=False)  # the ffmpeg program's own encoders may differ from ours
+    check_container(target, encode.codec)
     info = describe(source)
     size = (info.width, info.height)
     with atomic_output(target, [source], overwrite) as tmp, \
@@ -238,6 +242,8 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
                 writer.flush()
             except (InputError, OutputError) as err:
                 pipe_error = err  # the exit codes below say which side failed, and why
+                if isinstance(err, OutputError):
+                    dec.kill()  # nobody reads its pipe any more: it would wait on it for ever
             try:
                 enc.stdin.close()
             except BrokenPipeError:
@@ -250,10 +256,10 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             raise
         finally:
             dec.stdout.close()
-        if dec_rc != 0:
-            raise InputError(f"ffmpeg could not decode {source}: {last_line(dec_log)}")
+        if dec_rc != 0 and not isinstance(pipe_error, OutputError):  # else it was killed above
+            raise InputError(f"ffmpeg could not decode {source}: {error_message(dec_log)}")
         if enc_rc != 0:
-            raise OutputError(f"ffmpeg could not encode {target}: {last_line(enc_log)}")
+            raise OutputError(f"ffmpeg could not encode {target}: {error_message(enc_log)}")
         if pipe_error is not None:
             raise pipe_error
         if writer.frames_written == 0:

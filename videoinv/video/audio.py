@@ -68,17 +68,23 @@ def _transcode_codec(format_name: str) -> str:
     return "libopus" if any(n in format_name.split(",") for n in ("webm", "ogg")) else "aac"
 
 
+def audio_codec(format_name: str, path: str, index: int) -> str:
+    """``"copy"`` where the output format can store stream ``index`` of ``path`` as it is, else
+    the encoder it is re-encoded with (AAC; Opus for WebM and Ogg)."""
+    return "copy" if _can_copy(format_name, path, index) else _transcode_codec(format_name)
+
+
 class _Track:
     """One audio stream of the source and its stream in the output."""
 
     def __init__(self, source, output, format_name: str, plan: AudioPlan):
         self.source = source
         self.plan = plan
-        self.copy = _can_copy(format_name, plan.path, source.index)
+        codec = audio_codec(format_name, plan.path, source.index)
+        self.copy = codec == "copy"
         if self.copy:
             self.out = output.add_stream_from_template(source)
         else:
-            codec = _transcode_codec(format_name)
             cc = source.codec_context
             layout = cc.layout.name if cc.layout and "channels" not in cc.layout.name else \
                 _DEFAULT_LAYOUTS.get(cc.channels, "stereo")

@@ -3,7 +3,8 @@
 For users who prefer the ffmpeg command line's codecs: one ffmpeg decodes the input to raw RGB
 frames (auto-rotated, converted with the same colour rule as our reader), the chain processes them
 in this process, and a second ffmpeg encodes them (tagged BT.709 TV range by default, converted
-with that matrix) and copies the input's audio. The commands are built with ffmpeg-python.
+with that matrix) and copies the input's audio, re-encoded where the output format cannot store
+it. The commands are built with ffmpeg-python.
 
 A raw pipe carries no timestamps: the output is constant-frame-rate at the input's nominal rate.
 Use ``videoinv edit`` to keep variable-frame-rate timing exactly.
@@ -12,11 +13,13 @@ Use ``videoinv edit`` to keep variable-frame-rate timing exactly.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 
 from ..errors import VideoinvError
+from .audio import audio_codec
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
-from .writer import EncodeOptions, encoded_size, encoder_settings
+from .writer import EncodeOptions, container_format, encoded_size, encoder_settings
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +81,24 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     streams = [video]
     if audio:
         streams.append(ffmpeg.input(source)["a"])
-        kwargs["c:a"] = "copy"
+        fmt = container_format(target)
+        for i, stream in enumerate(info.audio):  # copied where the format can store it
+            codec = audio_codec(fmt, source, stream.index)
+            kwargs[f"c:a:{i}"] = codec
+            if codec != "copy":
+                kwargs[f"b:a:{i}"] = "192k"
+                log.info("%s audio cannot be stored in this format; re-encoding it to %s", stream.codec, codec)
     out = ffmpeg.output(*streams, target, **kwargs)
     return out.global_args(*_QUIET, "-y").compile(cmd=binary)
 
 
-def last_line(path: str) -> str:
-    """The last line ffmpeg wrote to a log file (its error message)."""
+def error_message(path: str) -> str:
+    """What ffmpeg's log file says went wrong: the first message of a component (``[h263 @ 0x..]
+    The specified picture size ...``, which names the cause), else its last line."""
     with open(path, "rb") as f:
         lines = f.read().decode(errors="replace").strip().splitlines()
+    for line in lines:
+        m = re.match(r"^\[(\S+) @ 0x[0-9a-fA-F]+\] (.+)$", line)
+        if m:
+            return f"{m.group(1)}: {m.group(2).strip()}"
     return lines[-1] if lines else "no message"

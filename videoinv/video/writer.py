@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -92,11 +93,31 @@ def check_encoder(codec: str) -> None:
         raise OutputError(f"{codec!r} is not a video encoder; use one of {', '.join(available_encoders())}")
 
 
-def check_encode(opts: EncodeOptions) -> None:
-    """Refuse, before any work, an encoder this FFmpeg lacks, a CRF outside the encoder's range
-    or a preset it does not know (the errors opening the output would give)."""
-    check_encoder(opts.codec)
+def check_encode(opts: EncodeOptions, encoder: bool = True) -> None:
+    """Refuse, before any work, an encoder this FFmpeg lacks, a pixel format it cannot take, a
+    CRF outside the encoder's range or a preset it does not know (the errors opening the output
+    would give). ``encoder=False``: the encoder is another program's (the ffmpeg CLI converts
+    the pixel format itself), so check only what does not depend on its build."""
+    check_pix_fmt(opts.pix_fmt)
+    if encoder:
+        check_encoder(opts.codec)
+        formats = av.codec.Codec(opts.codec, "w").video_formats
+        names = [f.name for f in formats or ()]
+        if opts.pix_fmt is not None and names and opts.pix_fmt not in names:
+            more = ", ..." if len(names) > 8 else ""
+            raise OutputError(f"{opts.codec} cannot encode --pix-fmt {opts.pix_fmt}; it takes "
+                              f"{', '.join(names[:8])}{more}")
     _check_quality(opts)
+
+
+def check_pix_fmt(pix_fmt: str | None) -> None:
+    if pix_fmt is None:
+        return
+    try:
+        av.VideoFormat(pix_fmt)
+    except ValueError:
+        raise OutputError(f"unknown --pix-fmt {pix_fmt!r}; use a pixel format name such as yuv420p, "
+                          "yuv444p or yuv420p10le (ffmpeg -pix_fmts lists them)") from None
 
 
 def _check_quality(opts: EncodeOptions) -> None:
@@ -410,3 +431,54 @@ def container_format(path: str | os.PathLike) -> str | None:
     """The muxer for the target's extension (the temporary name ends in .partial.<ext> too)."""
     ext = os.path.splitext(str(path))[1].lower().lstrip(".")
     return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts"}.get(ext, ext or None)
+
+
+_VIDEO_NAMES = "use a .mp4, .mkv, .mov or .webm name"
+
+
+def default_codec(path: str | os.PathLike) -> str:
+    """The encoder when the user names none: libx264, or VP9 where the container takes only
+    VP8/VP9/AV1 (.webm), as the ffmpeg program picks by extension."""
+    return "libvpx-vp9" if container_format(path) == "webm" else "libx264"
+
+
+def check_container(path: str | os.PathLike, codec: str, audio: str | None = None) -> None:
+    """Refuse, before any work, a target whose extension names no muxer, or one whose muxer
+    cannot store ``codec`` video (or ``audio``): the errors opening the output would give. A
+    codec this FFmpeg build does not know (the ffmpeg program's own) is left to the encoder."""
+    name, fmt = os.path.basename(str(path)), container_format(path)
+    ext = os.path.splitext(name)[1].lower()
+    if fmt is None:
+        raise OutputError(f"cannot write {name}: it has no extension to choose the file type; {_VIDEO_NAMES}")
+    try:
+        container = av.open(io.BytesIO(), "w", format=fmt)
+    except (ValueError, av.error.FFmpegError):
+        raise OutputError(f"cannot write {name}: no container format {fmt!r}; {_VIDEO_NAMES}") from None
+    try:
+        for kind, wanted in (("video", codec), ("audio", audio)):
+            if wanted in av.codecs_available and not _stores(container, wanted):
+                fits = [c for c in available_encoders() if "nvenc" not in c and _stores(container, c)]
+                hints = [f"--codec {_either(fits[:3])}"] if kind == "video" and fits else []
+                names = [n for n in (".mp4", ".mkv", ".mov", ".webm") if n != ext and _holds(n, wanted)]
+                hints += [f"a {_either(names)} name"] if names else []
+                raise OutputError(f"a {ext} file cannot hold {wanted} {kind}"
+                                  + (f": use {', or '.join(hints)}" if hints else ""))
+    finally:
+        container.close()
+
+
+def _either(items: list[str]) -> str:
+    return " or ".join(items) if len(items) < 3 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def _holds(ext: str, codec: str) -> bool:
+    with av.open(io.BytesIO(), "w", format=container_format("x" + ext)) as container:
+        return _stores(container, codec)
+
+
+def _stores(container, codec: str) -> bool:
+    try:
+        container.add_stream(codec)
+    except ValueError:
+        return False
+    return True
