@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -219,3 +220,19 @@ def test_cli_list_shows_licences_status_and_paths(cache):
     assert rows["fse-encoder"]["path"] == str(cache / "143_enc.pth")
     table = subprocess.run([sys.executable, "-m", "videoinv", "weights", "list"], capture_output=True, text=True)
     assert "fse-encoder" in table.stdout and "research only" in table.stdout
+
+
+@pytest.mark.parametrize("columns", [80, 200])
+def test_cli_list_table_fits_the_terminal_without_empty_columns(cache, columns):
+    # at 80 columns the file and purpose columns used to be squeezed to nothing ('│││') and the
+    # status cut to 'missi…'
+    env = dict(os.environ, COLUMNS=str(columns))
+    out = subprocess.run([sys.executable, "-m", "videoinv", "weights", "list"], capture_output=True, text=True,
+                         env=env).stdout
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    assert "││" not in out and "┃┃" not in out
+    row = next(line for line in lines if "fse-encoder " in line)
+    assert "│ missing │" in row
+    assert ("143_enc.pth" in out) == (columns >= 150)  # the file names, where there is room
+    assert "--json" in lines[-1]

@@ -579,17 +579,22 @@ def weights_list(as_json, quiet):
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"weights in {W.weights_dir()}", caption="full licences and sources: --json")
+    console = Console(highlight=False)
+    wide = console.width >= 150  # else the file and purpose columns would be squeezed to nothing
+    table = Table(title=f"weights in {W.weights_dir()}",
+                  caption="full licences and sources: --json" if wide else
+                  "files, purposes, full licences and sources: --json (or a wider terminal)")
     table.add_column("name", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    table.add_column("status", no_wrap=True, min_width=max(len(r["status"]) for r in rows))
     table.add_column("size", no_wrap=True, justify="right")
-    table.add_column("licence", no_wrap=True)
-    table.add_column("file (in the folder above)", overflow="fold")
-    table.add_column("purpose", overflow="fold")
+    table.add_column("licence", no_wrap=wide)
+    if wide:
+        table.add_column("file (in the folder above)", overflow="fold")
+        table.add_column("purpose", overflow="fold")
     for r in rows:
-        table.add_row(r["name"], r["status"], _human_size(r["size"]), W.spec(r["name"]).terms, r["file"],
-                      r["purpose"])
-    Console(highlight=False).print(table)
+        extra = [r["file"], r["purpose"]] if wide else []
+        table.add_row(r["name"], r["status"], _human_size(r["size"]), W.spec(r["name"]).terms, *extra)
+    console.print(table)
 
 
 def _human_size(n: int | None) -> str:
