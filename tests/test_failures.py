@@ -160,6 +160,9 @@ def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, arg
     (["-o", "{tmp}/out"], ["cannot write out", "no extension", ".mp4"]),
     (["-o", "{tmp}/out.webm", "--codec", "libx264"], [".webm file cannot hold libx264", "libvpx-vp9", ".mp4"]),
     (["-o", "{tmp}/out.mkv", "--codec", "h263"], [".mkv file cannot hold h263", "--codec libx264", ".mov name"]),
+    (["--edit", "nosuch=1"], ["unknown direction 'nosuch'", "sefaN"]),  # these were after the load
+    (["--edit", "{tmp}/nope.npy=1"], ["direction file not found", "nope.npy"]),
+    (["--latents", "{tmp}/nope.vinv"], ["latent cache not found", "videoinv invert"]),
 ])
 def test_bad_options_are_refused_before_the_models_load(clips, tmp_path, args, words):
     # one line: the models were not loaded (loading random weights logs a warning); the later
@@ -169,6 +172,13 @@ def test_bad_options_are_refused_before_the_models_load(clips, tmp_path, args, w
     one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--edit", "sefa0=3", *args),
                    *words)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_a_misspelt_direction_is_named_before_the_missing_weights(clips, tmp_path):
+    # before, the user was sent to fetch the FSE weights and learnt of the typo only after that
+    env = dict(os.environ, VIDEOINV_HOME=str(tmp_path / "home"))
+    one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "out.mp4", "--edit", "smiel=1", env=env),
+                   "unknown direction 'smiel'", "smile")
 
 
 def test_a_webm_output_gets_vp9_and_opus_without_being_told(clips, tmp_path):

@@ -118,8 +118,16 @@ NAMED = {
 _COMPUTED = re.compile(r"^(ganspace|sefa)(\d+)$")
 
 
-def is_known(name: str) -> bool:
-    return name in NAMED or bool(_COMPUTED.match(name)) or Path(name).suffix in (".npy", ".pt", ".pth", ".safetensors")
+def check_name(name: str) -> None:
+    """Refuse, before any model loads, a direction that is neither a registry name, ``ganspaceN``
+    / ``sefaN`` nor an existing file."""
+    if name in NAMED or _COMPUTED.match(name):
+        return
+    if not Path(name).suffix:
+        raise VideoinvError(f"unknown direction {name!r}: use one of {', '.join(NAMED)}, ganspaceN, sefaN, or a "
+                            "file (.npy, .pt, .safetensors)")
+    if not Path(name).is_file():
+        raise VideoinvError(f"direction file not found: {name}")
 
 
 def resolve(name: str, G=None) -> Direction:
@@ -139,10 +147,8 @@ def resolve(name: str, G=None) -> Direction:
             raise VideoinvError(f"{name}: only {len(table['vectors'])} {method} directions exist")
         layers = tuple(table["layers"]) if table.get("layers") is not None else None
         return Direction(name, table["vectors"][index], float(table["scales"][index]), layers)
-    if Path(name).suffix:
-        return load_direction_file(name)
-    raise VideoinvError(f"unknown direction {name!r}: use one of {', '.join(NAMED)}, ganspaceN, sefaN, or a file "
-                        "(.npy, .pt, .safetensors)")
+    check_name(name)
+    return load_direction_file(name)
 
 
 # -- computed from the generator ---------------------------------------------------------------

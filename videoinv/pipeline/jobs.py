@@ -51,13 +51,17 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
     against the video and models, decide ``options.threaded`` if it is None, and return the
     chain for ``options`` (an EditOptions)."""
     from ..edit.cache import LatentCache, fingerprint, model_info
-    from ..edit.directions import NAMED
+    from ..edit.directions import NAMED, check_name
     from ..edit.spec import EditSpec
     from ..models.specs import bundle_parts, load_models, require_all
 
     options.check_precision()
     options.face_selection()  # a bad --faces fails here, before the models load
     names = [EditSpec.parse(text).name for text in options.edits]
+    for name in names:
+        check_name(name)  # a typo is reported before any weights are asked for or loaded
+    if options.latents is not None:
+        LatentCache(options.latents)  # a missing or foreign file too; checked against the models below
     require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
                 f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
     models = load_models(options.model, options.device)
