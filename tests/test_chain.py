@@ -172,6 +172,17 @@ def test_resolution_errors_name_the_valid_choices(spec, words):
         assert word in str(info.value)
 
 
+@pytest.mark.parametrize("value", ["-2", "nan"])
+def test_a_negative_feather_is_refused(value):
+    # it was taken silently: a mask edge cannot be narrower than nothing
+    from videoinv.registry import default_registry
+
+    with pytest.raises(ChainError, match=re.escape(f"option feather of stage blend: '{value}' is not a valid "
+                                                   "number (it must be 0 or more)")):
+        build_stages(f"blend=feather={value}", default_registry())
+    assert build_stages("blend=feather=0", default_registry())[0].spec.feather == 0
+
+
 def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeypatch):
     """A real installed plugin: a module plus a dist-info with an entry point on sys.path."""
     (tmp_path / "vi_plug.py").write_text(textwrap.dedent('''

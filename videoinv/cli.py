@@ -174,7 +174,7 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
 @click.option("--segments", default="face", show_default=True,
               help="where the edited face is pasted: skin, brows, eyes, nose, mouth, lips, forehead, face (a+b)")
 @click.option("--exclude", default="", help="segments kept from the source (a+b)")
-@click.option("--feather", type=float, default=15.0, show_default=True, help="mask edge, px at 1024")
+@click.option("--feather", type=click.FloatRange(min=0), default=15.0, show_default=True, help="mask edge, px at 1024")
 @click.option("--blend", type=click.Choice(["alpha", "laplacian"]), default="alpha", show_default=True)
 @click.option("--colour", is_flag=True, help="match the pasted face's colour to the frame")
 @click.option("--latents", default=None, type=click.Path(path_type=str),

@@ -11,7 +11,7 @@ from collections import deque
 import numpy as np
 
 from ..errors import ChainError, VideoinvError
-from ..pipeline.stage import Param, Stage, parse_bool
+from ..pipeline.stage import Param, Stage, non_negative, parse_bool
 from ..video.frame import FrameRecord
 from .detect import face_descriptor, landmarks68
 from .face import Face
@@ -289,7 +289,7 @@ class Blend(Stage):
         Param("exclude", _segments, [], "segments to keep from the source", multiple=True, kind="segment"),
         Param("dilate", float, 8.0, "dilation, pixels at a 1024 crop"),
         Param("eye_factor", float, 4.0, "how much more the eyes dilate"),
-        Param("feather", float, 15.0, "soft edge, pixels at a 1024 crop"),
+        Param("feather", non_negative, 15.0, "soft edge, pixels at a 1024 crop"),
         Param("forehead", float, 1.0, "how far the forehead segment reaches above the brows"),
         Param("mode", str, "alpha", "alpha or laplacian", choices=("alpha", "laplacian")),
         Param("colour", parse_bool, False, "match the pasted face's colour to the frame"),

@@ -21,6 +21,13 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
 
 
+def non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # NaN too
+        raise ValueError("it must be 0 or more")
+    return value
+
+
 @dataclass(frozen=True)
 class Param:
     """A stage option: its name, how to convert the text, its default and a one-line help.
@@ -44,7 +51,8 @@ class Param:
         elif self.choices:
             name = "|".join(map(str, self.choices))
         else:
-            name = {int: "int", float: "number", str: "text", parse_bool: "yes|no"}.get(self.convert_text, "value")
+            name = {int: "int", float: "number", non_negative: "number", str: "text",
+                    parse_bool: "yes|no"}.get(self.convert_text, "value")
         return f"{name}[+{name}...]" if self.multiple else name
 
     def convert(self, arg, stage: str) -> Any:
