@@ -100,7 +100,7 @@ def _face_options(func):
     options = [
         click.option("--model", default=None, help="fse (needs its weights), random:<size>[:<channels>] "
                      "(random weights: plumbing only) or GENERATOR+ENCODER  [default: fse]"),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda"),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N"),
         click.option("--faces", default="all", show_default=True, help="all, largest, or track ids (0,2)"),
         click.option("--every", type=click.IntRange(1), default=5, show_default=True, help="detect every N frames"),
         click.option("--detector", default="auto", show_default=True,
@@ -722,7 +722,7 @@ def bench():
 @click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream", show_default=True,
               help="alignment smoothing")
 @click.option("--latent-smooth", type=click.Choice(["off", "causal", "lookahead"]), default="off", show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--lpips-net", type=click.Choice(["alex", "vgg"]), default="alex", show_default=True)
 @click.option("--identity", type=click.Choice(["dlib", "arcface"]), default="dlib", show_default=True,
               help="identity network (arcface: InsightFace's IResNet, needs its weights)")
@@ -832,7 +832,7 @@ def bench_compare(a, b, size, identity, as_json, quiet):
               "CUDA; random:256:32,random:256,random:1024 on the CPU]")
 @click.option("--frames", type=click.IntRange(8), default=None,
               help="frames of the generated 1280x720 clip [default: 120 on CUDA, 60 on the CPU]")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N")
 @click.option("--repeat", type=click.IntRange(1), default=2, show_default=True,
               help="runs of each mode, taking turns (each turn's ratio is reported, and their median)")
 @click.option("--no-bf16", is_flag=True, help="skip the bfloat16 run (its PSNR against float32)")

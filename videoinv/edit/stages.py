@@ -173,7 +173,7 @@ class Invert(Stage):
     name = "invert"
     params = (
         Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
-        Param("device", str, "auto", "auto, cpu or cuda"),
+        Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
         Param("batch", int, 8, "frames whose faces go through the encoder together"),
         Param("smooth", str, "off", "temporal smoothing of W+ and F per track",
               choices=("off", "causal", "lookahead")),
@@ -287,7 +287,7 @@ class Edit(Stage):
     params = (
         Param("model", model_spec, "fse", "the model (its generator: layer count, computed directions)",
               kind="model"),
-        Param("device", str, "auto", "auto, cpu or cuda"),
+        Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
         Param("direction", str, None, "a direction file to apply (with strength= and layers=)"),
         Param("strength", str, "1", "strength or keyframes for direction="),
         Param("layers", str, None, "W+ rows A-B for direction="),
@@ -332,7 +332,7 @@ class Synthesize(Stage):
     reads_parts = True
     params = (
         Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
-        Param("device", str, "auto", "auto, cpu or cuda"),
+        Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
         Param("seed", int, 0, "noise seed (track t uses seed + t)"),
         Param("k", int, 5, "the styled conv whose input F replaces"),
         Param("batch", int, 8, "frames whose faces go through the generator together"),
@@ -462,7 +462,7 @@ class Latents(Stage):
 
     name = "latents"
     reads_parts = True
-    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu or cuda"))
+    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu, cuda or cuda:N"))
 
     def __init__(self, path, device):
         from ..models.specs import pick_device
