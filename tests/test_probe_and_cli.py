@@ -62,6 +62,14 @@ def test_python_api_mirrors_the_cli(clips, tmp_path):
     assert summary["frames"] == 10 and len(read_all(tmp_path / "o.mp4")) == 10
 
 
+def test_python_api_takes_one_edit_and_segments_as_plain_text(clips, tmp_path):
+    # a string used to be taken letter by letter: "bad edit 's'", "'m' is not a valid segment"
+    options = videoinv.EditOptions(edits="sefa0=1", segments="mouth+eyes", exclude="eyes")
+    assert (options.edits, options.segments, options.exclude) == (["sefa0=1"], ("mouth", "eyes"), ("eyes",))
+    summary = videoinv.edit_video(clips.bt709, tmp_path / "o.mp4", edits="sefa0=1", model="random:64:16", end="3f")
+    assert summary["frames"] == 3
+
+
 def test_sample_clip_has_a_face_sized_picture_and_sound(tmp_path):
     out = tmp_path / "sample.mp4"
     result = run("sample", out, "--seconds", "1", "--size", "640x360", "-q")

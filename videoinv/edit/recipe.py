@@ -48,6 +48,16 @@ class EditOptions:
     parallel: int | None = None  # model blocks at once (None: see parallel_blocks)
     compile: str = "off"  # torch.compile the models: off | on | graphs (with CUDA graphs)
 
+    def __post_init__(self) -> None:
+        # one edit, or segments as the CLI writes them (mouth+eyes), as plain text: not a
+        # sequence of letters
+        if isinstance(self.edits, str):
+            self.edits = [self.edits]
+        if isinstance(self.segments, str):
+            self.segments = tuple(s.strip() for s in self.segments.split("+") if s.strip())
+        if isinstance(self.exclude, str):
+            self.exclude = tuple(s.strip() for s in self.exclude.split("+") if s.strip())
+
     def _cpu_plan(self) -> tuple[int, int] | None:
         """(blocks at once, torch threads) on the CPU (models.tuning.cpu_plan); None on a GPU."""
         from ..models.specs import load_models, pick_device

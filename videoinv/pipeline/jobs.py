@@ -119,7 +119,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         from ..edit.recipe import EditOptions
 
         options = options or EditOptions()
-        options.edits = list(edits) if edits is not None else options.edits
+        options.edits = [edits] if isinstance(edits, str) else list(edits) if edits is not None else options.edits
         options.model = model or options.model
         if not Path(input).is_file():
             describe(input)  # the input's own one-line error comes first
