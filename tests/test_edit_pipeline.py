@@ -215,6 +215,39 @@ def test_latent_cache_gives_the_same_output_and_refuses_other_videos(small_clips
     assert not (tmp_path / "x.mkv").exists() and not (tmp_path / "y.mkv").exists()
 
 
+def test_a_latent_cache_honours_faces_and_says_which_frames_it_does_not_cover(small_clips, tmp_path):
+    # --faces was ignored with --latents, and frames outside the inverted range were left
+    # unedited without a word
+    clip, cache = small_clips["crossing"], tmp_path / "crossing.vinv"
+    assert main(["invert", str(clip), "-o", str(cache), "--model", MODEL, "--start", "10f", "--end", "40f", "-q"]) == 0
+
+    def edit(*args):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "out.mp4"),
+                                 "-y", "--latents", str(cache), "--model", MODEL, "--edit", "sefa0=2", "--json", *args],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), result.stderr
+
+    inside = ["--start", "10f", "--end", "40f"]
+    every, err = edit(*inside)
+    assert every["uncovered"] == 0 and "outside" not in err
+    records, _ = run_chain(clip, f"latents=path='{cache}'", start="10f", end="40f")
+    tracks = {f.track_id for r in records for f in r.faces}
+    assert len(tracks) >= 2 and max(len(r.faces) for r in records) == 2  # the two crossing faces
+    one, _ = run_chain(clip, f"latents=path='{cache}':ids={min(tracks)}", start="10f", end="40f")
+    assert {f.track_id for r in one for f in r.faces} == {min(tracks)}
+    largest, _ = run_chain(clip, f"latents=path='{cache}':select=largest", start="10f", end="40f")
+    assert all(len(r.faces) == 1 for r in largest if any(len(x.faces) for x in records if x.index == r.index))
+    summary, err = edit(*inside, "--faces", "7")
+    assert summary["changed"] == 0 and "no face was edited: no track matched --faces 7" in err
+    summary, err = edit()  # the whole clip: 60 frames, 30 of them inverted
+    assert summary["uncovered"] == 30 and summary["changed"] <= 30
+    assert f"30 of 60 frames lie outside the frames {cache} was inverted from" in err
+    summary, err = edit("--start", "45f")
+    assert summary["uncovered"] == summary["frames"] == 15 and summary["changed"] == 0
+    assert f"no face was edited: {cache} holds no face in these frames" in err
+
+
 def test_missing_weights_stop_before_decoding(small_clips, tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path / "empty"))
     result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(small_clips["moving"]), "-o",

@@ -222,10 +222,15 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
     if options is not None:
         summary["edited"] = f"faces edited in {summary['changed']} of {summary['frames']} frames"
+        if summary.get("uncovered"):
+            log.warning("%d of %d frames lie outside the frames %s was inverted from: they are not edited "
+                        "(run 'videoinv invert' over the range you edit)", summary["uncovered"], summary["frames"],
+                        latents)
         if summary["changed"] == 0:
-            log.warning("no face was edited: %s", "no face was found in any frame (try --detector cnn, or --every 1)"
-                        if options.faces in ("all", "largest", "") else
-                        f"no track matched --faces {options.faces} ('videoinv inspect' draws each track's id)")
+            log.warning("no face was edited: %s", f"no track matched --faces {options.faces} ('videoinv inspect' "
+                        "draws each track's id)" if options.faces not in ("all", "largest", "") else
+                        f"{latents} holds no face in these frames" if latents else
+                        "no face was found in any frame (try --detector cnn, or --every 1)")
     if options is not None and options.model.startswith("random"):
         summary["model"] = f"{options.model} (random weights: plumbing only)"
     if options is None and chain is None:

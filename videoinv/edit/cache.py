@@ -60,8 +60,13 @@ class LatentCacheWriter:
         self._files: dict[tuple[int, str], object] = {}
         self.shapes: dict[tuple[int, str], tuple] = {}
         self.rows: dict[int, int] = {}
+        self.first: int | None = None  # the frames the cache covers, faces or not
+        self.last: int | None = None
 
     def add(self, record: FrameRecord) -> None:
+        """Every frame of the range, in order (a frame without faces still counts as covered)."""
+        self.first = record.index if self.first is None else self.first
+        self.last = record.index
         for face in record.faces:
             if "w" not in face.extra:
                 continue
@@ -88,7 +93,8 @@ class LatentCacheWriter:
                                               "data_offsets": [offset, offset + size]}
                 order.append(self._dir / f"{track}.{field}")
                 offset += size
-        header["__metadata__"] = {k: json.dumps(v) for k, v in self.metadata.items()}
+        covered = {"frames": [self.first, self.last]} if self.first is not None else {}
+        header["__metadata__"] = {k: json.dumps(v) for k, v in {**self.metadata, **covered}.items()}
         blob = json.dumps(header, separators=(",", ":")).encode()
         blob += b" " * (-len(blob) % 8)
         try:
@@ -139,6 +145,12 @@ class LatentCache:
             raise InputError(f"{self.path} is not a videoinv latent cache (made with 'videoinv invert')")
         self.tracks = sorted({int(k.split(".")[0]) for k in self._file.keys()})
         self._index = {t: self._file.get_tensor(f"{t}.index").tolist() for t in self.tracks}
+
+    def covers(self, index: int) -> bool:
+        """Whether frame ``index`` was in the range inverted (caches made before the range was
+        stored: assumed so)."""
+        first, last = self.metadata.get("frames", [index, index])
+        return first <= index <= last
 
     def check(self, video_print: dict, models: dict, options: dict) -> None:
         """Refuse a cache made from another video or with other models/alignment."""

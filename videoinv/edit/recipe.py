@@ -188,7 +188,7 @@ class EditOptions:
     def chain(self, size: int) -> Chain:
         """The full chain for a generator of ``size`` pixels."""
         stages = self.analysis(size).stages if self.latents is None else (
-            _call("latents", path=self.latents, device=self.device),)
+            _call("latents", path=self.latents, device=self.device, **self.face_selection()),)
         named, files = [], []
         for text in self.edits:
             name = text.split("=", 1)[0].split("@", 1)[0]

@@ -462,9 +462,11 @@ class Latents(Stage):
 
     name = "latents"
     reads_parts = True
-    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu, cuda or cuda:N"))
+    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
+              Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
+              Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True))
 
-    def __init__(self, path, device):
+    def __init__(self, path, device, select, ids):
         from ..models.specs import pick_device
         from .cache import LatentCache
 
@@ -472,10 +474,19 @@ class Latents(Stage):
             raise ChainError("latents needs path=FILE.vinv")
         self.cache = LatentCache(path)
         self.device = pick_device(device)
+        self.select, self.ids = select, set(ids) if ids else None
+        self._chosen: int | None = None  # the "largest" track being followed, as detect does
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         for record in batch:
-            record.faces = self.cache.faces(record.index, self.device)
+            faces = self.cache.faces(record.index, self.device)
+            if self.ids is not None:
+                faces = [f for f in faces if f.track_id in self.ids]
+            if self.select == "largest" and faces:
+                if self._chosen not in {f.track_id for f in faces}:
+                    self._chosen = max(faces, key=lambda f: f.quad.size).track_id
+                faces = [f for f in faces if f.track_id == self._chosen]
+            record.faces = faces
         return batch
 
 

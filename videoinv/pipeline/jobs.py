@@ -141,6 +141,12 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
             on_start(reader)
         trimmed = reader.start is not None
         writer: Writer | None = None
+        cache = None
+        if options is not None and options.latents is not None:
+            from ..edit.cache import LatentCache
+
+            cache = LatentCache(options.latents)
+        uncovered = 0  # frames outside the range the latent cache was made from: never edited
         try:
             # RGB is made on the decoding thread when some stage will look at whole pictures
             rgb = not (pipeline.is_identity and passthrough) and not _in_parts(pipeline, info)
@@ -155,6 +161,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                                         overwrite=overwrite, offset=offset, passthrough=passthrough)
                     writer.write(record)
                     pipeline.seconds["encode"] += time.perf_counter() - t
+                    uncovered += cache is not None and not cache.covers(record.index)
                     if on_frame is not None:
                         on_frame(record)
             if writer is None:
@@ -168,7 +175,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
             raise
         return {"input": str(input), "output": str(output), "frames": writer.frames_written,
                 "passed_through": writer.frames_passed_through, "patched": writer.frames_patched,
-                "changed": writer.frames_changed,
+                "changed": writer.frames_changed, **({"uncovered": uncovered} if cache is not None else {}),
                 "width": writer.size[0], "height": writer.size[1], "codec": writer.options.codec,
                 "encoder": writer.encoder_options,
                 "audio": "none" if writer.audio is None else ("copied" if all(
