@@ -248,6 +248,23 @@ def test_a_latent_cache_honours_faces_and_says_which_frames_it_does_not_cover(sm
     assert f"no face was edited: {cache} holds no face in these frames" in err
 
 
+def test_invert_warns_when_it_found_no_face_and_refuses_an_empty_range(small_clips, clips, tmp_path):
+    # it wrote an empty cache without a word, even for a range past the end of the video
+    def invert(clip, out, *args):
+        return subprocess.run([sys.executable, "-m", "videoinv", "invert", str(clip), "-o", str(out), "--model", MODEL,
+                               "--json", *args], capture_output=True, text=True)
+
+    result = invert(clips.bt709, tmp_path / "none.vinv", "--end", "10f", "--every", "1")  # a test pattern
+    assert result.returncode == 0 and json.loads(result.stdout)["faces"] == 0
+    assert "the cache holds no face: no face was found in any frame" in result.stderr
+    result = invert(small_clips["moving"], tmp_path / "other.vinv", "--end", "10f", "--faces", "4")
+    assert result.returncode == 0 and "the cache holds no face: no track matched --faces 4" in result.stderr
+    result = invert(small_clips["moving"], tmp_path / "past.vinv", "--start", "60s")
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"videoinv: error: no frames to invert: {small_clips['moving']} has none in the selected range")
+    assert not (tmp_path / "past.vinv").exists() and [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
 def test_missing_weights_stop_before_decoding(small_clips, tmp_path, monkeypatch):
     monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path / "empty"))
     result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(small_clips["moving"]), "-o",

@@ -227,10 +227,7 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
                         "(run 'videoinv invert' over the range you edit)", summary["uncovered"], summary["frames"],
                         latents)
         if summary["changed"] == 0:
-            log.warning("no face was edited: %s", f"no track matched --faces {options.faces} ('videoinv inspect' "
-                        "draws each track's id)" if options.faces not in ("all", "largest", "") else
-                        f"{latents} holds no face in these frames" if latents else
-                        "no face was found in any frame (try --detector cnn, or --every 1)")
+            log.warning("no face was edited: %s", _no_face(options, latents))
     if options is not None and options.model.startswith("random"):
         summary["model"] = f"{options.model} (random weights: plumbing only)"
     if options is None and chain is None:
@@ -261,8 +258,19 @@ def invert(input, output, model, device, faces, every, detector, smooth, latent_
                                on_frame=bar.advance, on_start=lambda reader: bar.start(_expected_frames(reader)))
     if as_json:
         click.echo(json.dumps(summary))
+    if summary["faces"] == 0:
+        log.warning("the cache holds no face: %s", _no_face(options))
     log.info("wrote %s: %d frames, %d faces in %d track(s), model %s, in %.1f s", output, summary["frames"],
              summary["faces"], summary["tracks"], summary["model"], bar.elapsed)
+
+
+def _no_face(options, latents: str | None = None) -> str:
+    """Why no face was edited (or inverted)."""
+    if options.faces not in ("all", "largest", ""):
+        return f"no track matched --faces {options.faces} ('videoinv inspect' draws each track's id)"
+    if latents:
+        return f"{latents} holds no face in these frames"
+    return "no face was found in any frame (try --detector cnn, or --every 1)"
 
 
 @cli.group()

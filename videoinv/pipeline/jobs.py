@@ -324,5 +324,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
             faces += len(record.faces)
             if on_frame is not None:
                 on_frame(record)
+        if frames == 0:  # the cache is not written
+            raise InputError(f"no frames to invert: {input} has none in the selected range")
     return {"input": str(input), "output": str(output), "frames": frames, "faces": faces,
             "tracks": len(cache.rows), "model": options.model}
