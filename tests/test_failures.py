@@ -174,6 +174,55 @@ def test_bad_options_are_refused_before_the_models_load(clips, tmp_path, args, w
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+def on_small_disk(tmp_path, *args, size="24k", readonly=False):
+    """``videoinv *args`` with ``{disk}`` a real 24 KB tmpfs (read-only if asked), mounted in a
+    mount namespace of its own; returns the result and what was left on the disk."""
+    import shutil
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = ('mount -t tmpfs -o size="$1" tmpfs "$2" || exit 77\n'
+              + ('mount -o remount,ro "$2" || exit 77\n' if readonly else "")
+              + '"${@:3}"; rc=$?\nls -A "$2" > "$2.left"; exit $rc')
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare to mount a small disk")
+    result = subprocess.run(["unshare", "-m", "bash", "-c", script, "_", size, str(disk), sys.executable, "-m",
+                             "videoinv", *[str(a).replace("{disk}", str(disk)) for a in args]],
+                            capture_output=True, text=True)
+    if result.returncode == 77:
+        pytest.skip("cannot mount a tmpfs here (needs root or user namespaces)")
+    return result, (tmp_path / "disk.left").read_text().split()
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("face") / "face.mp4"
+    assert videoinv("sample", path, "--seconds", "1", "--size", "640x360", "-q").returncode == 0
+    return path
+
+
+@pytest.mark.parametrize("args", [
+    ["edit", "{clip}", "-o", "{disk}/out.mp4", "--model", "random:64:16", "--edit", "sefa0=1"],
+    ["invert", "{clip}", "-o", "{disk}/out.vinv", "--model", "random:64:16"],  # 30 faces' W+ and F
+    ["inspect", "{clip}", "-o", "{disk}/out.mp4", "--json", "{disk}/out.json"],
+    ["sample", "{disk}/out.mp4"],
+])
+def test_a_full_disk_is_a_one_line_error_naming_the_output_and_leaves_nothing(face_clip, tmp_path, args):
+    # they were internal errors (invert also left its working folder behind), or blamed the codec
+    args = [a.replace("{clip}", str(face_clip)) for a in args] + ["-q"]
+    result, left = on_small_disk(tmp_path, *args)
+    line = one_line_error(result, "no space left on the device", "free some space")
+    assert f"cannot write {tmp_path / 'disk' / 'out.'}" in line  # the output's own name, not a temporary one
+    assert left == []
+
+
+def test_a_read_only_folder_is_refused_before_the_models_load(clips, tmp_path):
+    result, left = on_small_disk(tmp_path, "edit", clips.bt709, "-o", "{disk}/out.mp4", "--model", "random:64:16",
+                                 "--edit", "sefa0=1", "-q", readonly=True)
+    one_line_error(result, f"cannot write {tmp_path / 'disk' / 'out.mp4'}", "is not writable")
+    assert left == []
+
+
 def test_a_misspelt_direction_is_named_before_the_missing_weights(clips, tmp_path):
     # before, the user was sent to fetch the FSE weights and learnt of the typo only after that
     env = dict(os.environ, VIDEOINV_HOME=str(tmp_path / "home"))

@@ -950,13 +950,25 @@ def _main(argv: list[str] | None) -> int:
     except VideoinvError as err:
         click.echo(f"videoinv: error: {err}", err=True)
         return err.exit_code
+    except OSError as err:
+        from .files import os_problem
+
+        problem = os_problem(err)
+        if problem is None:
+            return _internal_error(err)
+        click.echo(f"videoinv: error: {problem}", err=True)
+        return 1
     except Exception as err:  # noqa: BLE001 - a bug: one line, traceback with -v
-        if log.isEnabledFor(logging.DEBUG):
-            raise
-        text = " ".join(str(err).split())
-        click.echo(f"videoinv: internal error: {type(err).__name__}: {text} (run with -v for a traceback)",
-                   err=True)
-        return 3
+        return _internal_error(err)
+
+
+def _internal_error(err: Exception) -> int:
+    """A bug: one line, the traceback with -v."""
+    if log.isEnabledFor(logging.DEBUG):
+        raise err
+    text = " ".join(str(err).split())
+    click.echo(f"videoinv: internal error: {type(err).__name__}: {text} (run with -v for a traceback)", err=True)
+    return 3
 
 
 if __name__ == "__main__":

@@ -3,12 +3,52 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import OutputError
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+_NOT_ALLOWED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def os_problem(err: OSError, named: bool = True) -> str | None:
+    """A one-line message for the OS errors a user can fix (a full disk, a folder they may not
+    write to), else None; ``named``: with the file the error names."""
+    name = getattr(err, "filename", None)
+    where = f"cannot write {final_name(name)}: " if named and name else ""
+    if err.errno in _NO_SPACE:
+        return f"{where}no space left on the device; free some space, or write the output to another disk"
+    if err.errno in _NOT_ALLOWED:
+        reason = (err.strerror or "not allowed").lower()
+        return f"{where}{reason}; write the output to a folder you can write to"
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Report a full disk or a folder the user may not write to, met while writing ``path``, as
+    an :class:`OutputError` naming ``path``; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as err:
+        if os_problem(err) is None:
+            raise
+        raise OutputError(f"cannot write {path}: {os_problem(err, named=False)}") from None
+
+
+def final_name(path: str | os.PathLike) -> str:
+    """The name a temporary file of :func:`atomic_output` will have (``dir/.out.x1y2.partial.mp4``
+    -> ``dir/out.mp4``); any other path as it is."""
+    p = Path(path)
+    stem, dot, rest = p.name[1:].rpartition(".partial")
+    if p.name.startswith(".") and dot and "." in stem:
+        return str(p.with_name(stem.rsplit(".", 1)[0] + rest))
+    return str(path)
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -31,6 +71,9 @@ def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathL
         raise OutputError(f"output {out} is a directory; give a file name such as {out / example}")
     if not out.parent.exists():
         raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK):  # a read-only disk, or another user's folder
+        raise OutputError(f"cannot write {out}: folder {out.parent} is not writable; write the output to a "
+                          "folder you can write to")
     if out.exists() and not overwrite:
         raise OutputError(f"output {out} exists; pass --overwrite (-y) to replace it")
     return out
@@ -42,7 +85,8 @@ def atomic_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     """Yield a temporary path next to ``output`` (same extension); rename it to ``output`` when
     the block succeeds, delete it when the block raises (including KeyboardInterrupt)."""
     out = check_output_path(output, inputs, overwrite, example)
-    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}")
+    with writing(out):
+        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=f".partial{out.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
@@ -50,6 +94,12 @@ def atomic_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
     try:
         yield tmp
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename not in (None, str(tmp)) or (err.filename is None and err.errno not in _NO_SPACE):
+            raise  # not about this file
+        with writing(out):
+            raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InputError
 from ..faces.face import Face
 from ..faces.quad import Quad
-from ..files import atomic_output, discard_atomic
+from ..files import atomic_output, discard_atomic, writing
 from ..video.frame import FrameRecord
 
 FORMAT = "videoinv-latents/1"
@@ -67,6 +67,10 @@ class LatentCacheWriter:
         """Every frame of the range, in order (a frame without faces still counts as covered)."""
         self.first = record.index if self.first is None else self.first
         self.last = record.index
+        with writing(self.path):
+            self._add(record)
+
+    def _add(self, record: FrameRecord) -> None:
         for face in record.faces:
             if "w" not in face.extra:
                 continue
@@ -82,6 +86,16 @@ class LatentCacheWriter:
             self.rows[face.track_id] = self.rows.get(face.track_id, 0) + 1
 
     def close(self) -> None:
+        try:
+            with writing(self.path):
+                self._write()
+        except BaseException as err:  # a full disk, an interrupt: nothing is left behind
+            self.abort(err)
+            raise
+        shutil.rmtree(self._dir, ignore_errors=True)
+        self._atomic.__exit__(None, None, None)
+
+    def _write(self) -> None:
         for f in self._files.values():
             f.close()
         header, order, offset = {}, [], 0
@@ -97,22 +111,19 @@ class LatentCacheWriter:
         header["__metadata__"] = {k: json.dumps(v) for k, v in {**self.metadata, **covered}.items()}
         blob = json.dumps(header, separators=(",", ":")).encode()
         blob += b" " * (-len(blob) % 8)
-        try:
-            with open(self._tmp, "wb") as out:
-                out.write(struct.pack("<Q", len(blob)))
-                out.write(blob)
-                for part in order:
-                    with open(part, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 22)
-        except BaseException as err:
-            self.abort(err)
-            raise
-        shutil.rmtree(self._dir, ignore_errors=True)
-        self._atomic.__exit__(None, None, None)
+        with open(self._tmp, "wb") as out:
+            out.write(struct.pack("<Q", len(blob)))
+            out.write(blob)
+            for part in order:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
 
     def abort(self, err: BaseException | None = None) -> None:
         for f in self._files.values():
-            f.close()
+            try:
+                f.close()
+            except OSError:  # its buffer could not be written (a full disk): it is deleted anyway
+                pass
         shutil.rmtree(self._dir, ignore_errors=True)
         discard_atomic(self._atomic, err)
 
