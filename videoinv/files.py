@@ -23,7 +23,7 @@ def os_problem(err: OSError, named: bool = True) -> str | None:
     where = f"cannot write {final_name(name)}: " if named and name else ""
     if err.errno in _NO_SPACE:
         return f"{where}no space left on the device; free some space, or write the output to another disk"
-    if err.errno in _NOT_ALLOWED:
+    if err.errno in _NOT_ALLOWED and name:  # without a file it is some library's refusal (NVENC: EPERM)
         reason = (err.strerror or "not allowed").lower()
         return f"{where}{reason}; write the output to a folder you can write to"
     return None
@@ -39,6 +39,10 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         if os_problem(err) is None:
             raise
         raise OutputError(f"cannot write {path}: {os_problem(err, named=False)}") from None
+
+
+def disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in _NO_SPACE
 
 
 def final_name(path: str | os.PathLike) -> str:

@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from ..errors import OutputError
-from ..files import atomic_output, discard_atomic, os_problem
+from ..files import atomic_output, discard_atomic, disk_full, os_problem
 from . import helpers
 from .audio import AudioMux, AudioPlan
 from .colour import output_colour
@@ -253,7 +253,7 @@ class Writer:
         try:
             self.container.start_encoding()
         except av.error.FFmpegError as err:
-            if isinstance(err, OSError) and os_problem(err):  # a full disk: not the codec's fault
+            if disk_full(err):  # not the codec's fault
                 raise OutputError(f"cannot write {self.path}: {os_problem(err, named=False)}") from None
             hint = "no NVIDIA GPU/driver here? " if "nvenc" in self.options.codec else ""
             raise OutputError(f"cannot start encoding {self.path} with {self.options.codec} "
