@@ -163,6 +163,8 @@ def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, arg
     (["--edit", "nosuch=1"], ["unknown direction 'nosuch'", "sefaN"]),  # these were after the load
     (["--edit", "{tmp}/nope.npy=1"], ["direction file not found", "nope.npy"]),
     (["--latents", "{tmp}/nope.vinv"], ["latent cache not found", "videoinv invert"]),
+    (["--segments", "nose+foo"], ["bad --segments 'nose+foo'", "'foo' is not a segment", "mouth"]),
+    (["--exclude", "eye"], ["bad --exclude 'eye'", "'eye' is not a segment"]),
 ])
 def test_bad_options_are_refused_before_the_models_load(clips, tmp_path, args, words):
     # one line: the models were not loaded (loading random weights logs a warning); the later

@@ -112,6 +112,18 @@ class EditOptions:
 
         check_dtype(self.dtype, pick_device(self.device))
 
+    def check_segments(self) -> None:
+        """Refuse an unknown ``segments``/``exclude`` name before any model is loaded (the blend
+        stage would, after)."""
+        from ..errors import VideoinvError
+        from ..faces.masks import SEGMENTS
+
+        for option, names in (("--segments", self.segments), ("--exclude", self.exclude)):
+            unknown = [n for n in names if n not in SEGMENTS]
+            if unknown:
+                raise VideoinvError(f"bad {option} {'+'.join(names)!r}: {', '.join(map(repr, unknown))} is not a "
+                                    f"segment; use {', '.join(SEGMENTS)}, joined with + (mouth+eyes)")
+
     def face_selection(self) -> dict:
         """The detect stage's selection for ``faces``: all, the largest, or track ids."""
         text = self.faces.strip()

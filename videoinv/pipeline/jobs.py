@@ -57,6 +57,7 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
 
     options.check_precision()
     options.face_selection()  # a bad --faces fails here, before the models load
+    options.check_segments()
     names = [EditSpec.parse(text).name for text in options.edits]
     for name in names:
         check_name(name)  # a typo is reported before any weights are asked for or loaded
