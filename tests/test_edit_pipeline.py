@@ -294,6 +294,10 @@ def test_the_summary_counts_edited_frames_and_warns_when_no_face_was_edited(smal
     summary, err = edit(small_clips["moving"])
     assert summary["changed"] == summary["frames"] == 10 and "no face was edited" not in err
     assert "faces edited in 10 of 10 frames" in err
+    # the start-up (models loading, input opening) apart from the frames, as the progress bar has it
+    assert 0 < summary["setup_seconds"] < summary["seconds"]
+    run = summary["seconds"] - summary["setup_seconds"]
+    assert summary["fps_after_setup"] == pytest.approx(10 / run, rel=0.02) and summary["fps_after_setup"] > summary["fps"]
     summary, err = edit(small_clips["moving"], "--faces", "5")  # its one face is track 0
     assert summary["changed"] == 0 and "no face was edited: no track matched --faces 5" in err
     summary, err = edit(clips.bt709, "--every", "1")  # a test pattern: no face anywhere

@@ -75,14 +75,22 @@ def _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range,
                          matrix=color_matrix, range=color_range, odd=odd)
 
 
-def _report(summary: dict, seconds: float, as_json: bool) -> None:
-    summary = dict(summary, seconds=round(seconds, 3), fps=round(summary["frames"] / seconds, 2) if seconds else None)
+def _report(summary: dict, bar, as_json: bool) -> None:
+    """The summary line (and JSON). Where start-up (loading the models) took a good part of the
+    run, the frame rate after it is given too: the progress bar showed that one."""
+    seconds, setup = bar.elapsed, bar.setup
+    run = seconds - setup
+    summary = dict(summary, seconds=round(seconds, 3), fps=round(summary["frames"] / seconds, 2) if seconds else None,
+                   setup_seconds=round(setup, 3), fps_after_setup=round(summary["frames"] / run, 2) if run > 0 else None)
     if as_json:
         click.echo(json.dumps(summary))
     audio = f", audio {summary['audio']}" if "audio" in summary else ""
     extra = "".join(f"; {summary[k]}" for k in ("edited", "model", "note") if k in summary)
-    log.info("wrote %s: %d frames %dx%d %s%s in %.1f s (%.1f fps)%s", summary["output"], summary["frames"],
-             summary["width"], summary["height"], summary["codec"], audio, seconds, summary["fps"] or 0, extra)
+    rate = f"{summary['fps'] or 0:.1f} fps"
+    if setup > 1.0 and setup > 0.2 * seconds and summary["fps_after_setup"]:
+        rate += f"; {summary['fps_after_setup']:.1f} fps after {setup:.1f} s of start-up"
+    log.info("wrote %s: %d frames %dx%d %s%s in %.1f s (%s)%s", summary["output"], summary["frames"],
+             summary["width"], summary["height"], summary["codec"], audio, seconds, rate, extra)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -232,7 +240,7 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
         summary["model"] = f"{options.model} (random weights: plumbing only)"
     if options is None and chain is None:
         summary["note"] = "no --edit given: re-encoded only (see 'videoinv edit --help')"
-    _report(summary, bar.elapsed, as_json)
+    _report(summary, bar, as_json)
 
 
 @cli.command()
@@ -404,7 +412,7 @@ def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix,
         bar.start(describe(input).frame_count)
         summary = run(input, output, chain, encode=encode, audio=audio, overwrite=overwrite,
                       ffmpeg=ffmpeg_bin, on_frame=bar.advance)
-    _report(summary, bar.elapsed, as_json)
+    _report(summary, bar, as_json)
 
 
 @cli.command()
@@ -508,7 +516,7 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
         summary = edit_video(input, output, chain, start=start, end=end, overwrite=overwrite,
                              encode=EncodeOptions(codec=default_codec(output), crf=crf, preset=preset), on_frame=on_frame,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
-    _report(summary, bar.elapsed, False)
+    _report(summary, bar, False)
     if tracks is not None:
         log.info("%d track(s): %s; tracks written to %s", len(tracks.tracks),
                  ", ".join(f"#{k} frames {v['first']}-{v['last']}" for k, v in sorted(tracks.tracks.items())),

@@ -57,6 +57,7 @@ class FrameProgress:
         self._progress = None
         self._task = None
         self._t0 = time.perf_counter()
+        self._t_start: float | None = None  # when the input was open and the models loaded
         self.frames = 0
 
     def __enter__(self) -> FrameProgress:
@@ -69,6 +70,7 @@ class FrameProgress:
         return self
 
     def start(self, total: int | None) -> None:
+        self._t_start = time.perf_counter()
         if self._progress is not None:
             self._progress.update(self._task, total=total or None)
 
@@ -85,6 +87,11 @@ class FrameProgress:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self._t0
+
+    @property
+    def setup(self) -> float:
+        """Seconds before the first frame could be read: the models loading, the input opening."""
+        return 0.0 if self._t_start is None else self._t_start - self._t0
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:
