@@ -55,6 +55,27 @@ def test_probe_table_for_people(clips):
         assert words in result.stdout
 
 
+@pytest.mark.parametrize("name, picture_first", [("cover.mp4", False), ("cover.mkv", True)])
+def test_a_cover_picture_is_not_taken_for_the_video(clips, tmp_path, name, picture_first):
+    # MP4 marks cover art attached_pic; Matroska keeps no such mark, so a picture stream put first
+    # was edited as the video: one 320x240 frame out of a 60-frame clip
+    from conftest import ffmpeg
+
+    picture, src = tmp_path / "cover.png", tmp_path / name
+    out = tmp_path / f"out{src.suffix}"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=320x240:d=1", "-frames:v", "1", picture)
+    inputs = ["-i", picture, "-i", clips.bt709] if picture_first else ["-i", clips.bt709, "-i", picture]
+    maps = ["-map", "0", "-map", "1"]
+    pic = 0 if picture_first else 1
+    ffmpeg(*inputs, *maps, "-c", "copy", f"-c:v:{pic}", "png", f"-disposition:v:{pic}", "attached_pic", src)
+    codecs = [s["codec_name"] for s in ffprobe(src)["streams"] if s["codec_type"] == "video"]
+    assert codecs == (["png", "h264"] if picture_first else ["h264", "png"])
+    info = videoinv.probe(src)
+    assert (info.width, info.height) == (1280, 720)
+    summary = videoinv.edit_video(src, out, chain="copy")
+    assert (summary["frames"], summary["width"]) == (60, 1280) and len(read_all(out)) == 60
+
+
 def test_python_api_mirrors_the_cli(clips, tmp_path):
     info = videoinv.probe(clips.bt709)
     assert (info.width, info.height, info.has_audio) == (1280, 720, True)

@@ -37,12 +37,13 @@ def open_input(path: str | os.PathLike) -> av.container.InputContainer:
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
-    """The first real video stream (cover art and thumbnails are skipped)."""
+    """The real video stream: cover art and thumbnails are skipped, and of several the first
+    marked default (a Matroska file keeps no cover-art mark: its picture may come first)."""
     skip = av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails
-    for stream in container.streams.video:
-        if not (stream.disposition & skip):
-            return stream
-    raise InputError(f"{container.name} has no video stream")
+    real = [s for s in container.streams.video if not s.disposition & skip]
+    if not real:
+        raise InputError(f"{container.name} has no video stream")
+    return next((s for s in real if s.disposition & av.stream.Disposition.default), real[0])
 
 
 def frame_orientation(frame: av.VideoFrame) -> str:
