@@ -76,6 +76,17 @@ def test_a_cover_picture_is_not_taken_for_the_video(clips, tmp_path, name, pictu
     assert (summary["frames"], summary["width"]) == (60, 1280) and len(read_all(out)) == 60
 
 
+def test_quiet_and_verbose_may_come_before_the_command(clips, tmp_path):
+    # 'videoinv -q edit ...' was a usage error (exit 2): the flags were the commands' only
+    out = tmp_path / "o.mp4"
+    args = ["filter-file", clips.bt709, out, "--chain", "copy", "-y"]
+    plain, quiet, verbose = run(*args), run("-q", *args), run("-v", *args)
+    assert plain.returncode == quiet.returncode == verbose.returncode == 0
+    assert quiet.stderr == "" and plain.stderr.startswith("videoinv: wrote")
+    assert "videoinv: encoder: " in verbose.stderr and "videoinv: encoder: " not in plain.stderr
+    assert run("filter-file", *args[1:], "-v").stderr.count("videoinv: encoder: ") == 1  # after it, as before
+
+
 def test_python_api_mirrors_the_cli(clips, tmp_path):
     info = videoinv.probe(clips.bt709)
     assert (info.width, info.height, info.has_audio) == (1280, 720, True)

@@ -23,7 +23,8 @@ CHAIN_HELP = "chain spec, ffmpeg filter syntax (see 'videoinv stages'); 'copy' p
 
 
 def _common(func):
-    """-v/--verbose and -q/--quiet on every command (they may follow the command's arguments)."""
+    """-v/--verbose and -q/--quiet on every command (they may follow the command's arguments, or
+    come before the command: ``videoinv -q edit ...``)."""
 
     @click.option("-v", "--verbose", count=True, help="more log output (FFmpeg's warnings too)")
     @click.option("-q", "--quiet", is_flag=True, help="errors only, no progress bar")
@@ -31,6 +32,8 @@ def _common(func):
     def wrapper(*args, verbose: int, quiet: bool, **kwargs):
         from .console import setup_logging
 
+        before = click.get_current_context().find_root().params
+        verbose, quiet = verbose + before.get("verbose", 0), quiet or before.get("quiet", False)
         setup_logging(verbose, quiet)
         return func(*args, quiet=quiet, **kwargs)
 
@@ -95,7 +98,9 @@ def _report(summary: dict, bar, as_json: bool) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="videoinv", message="%(prog)s %(version)s")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True, help="more log output, for every command")
+@click.option("-q", "--quiet", is_flag=True, help="errors only, no progress bar, for every command")
+def cli(verbose: int, quiet: bool) -> None:
     """Edit faces in videos through a StyleGAN2 latent space.
 
     Streams the frames, runs them through a chain of stages and writes the result with the
