@@ -117,6 +117,15 @@ def test_keyframes_hit_their_values():
             EditSpec.parse(bad)
 
 
+@pytest.mark.parametrize("text", ["smile=nan", "smile=-inf", "smile=0:0s,inf:2s", "smile=1e400"])
+def test_a_strength_that_is_not_a_finite_number_is_refused(text):
+    # it was taken: a NaN latent turns the face to garbage without a word
+    from videoinv.errors import VideoinvError
+
+    with pytest.raises(VideoinvError, match="use a finite number"):
+        EditSpec.parse(text)
+
+
 def test_keyframed_edit_strength_follows_time(small_clips):
     chain = f"detect,align=size=64,invert={M},edit={M}:sefa0='0:0s,3:1s',synthesize={M}"
     out, _ = run_chain(small_clips["moving"], chain)

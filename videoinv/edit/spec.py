@@ -13,6 +13,7 @@ Examples: ``smile=1.5``, ``age@0-7=-2``, ``smile=0:0s,1.5:2s,1.5:4s,0:5s``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -36,9 +37,11 @@ class Keyframes:
     def parse(cls, text: str) -> Keyframes:
         text = text.strip()
         try:
-            return cls(((0.0, float(text)),))
+            value = float(text)
         except ValueError:
             pass
+        else:
+            return cls(((0.0, _finite(value, text)),))
         points, units = [], set()
         for part in text.split(","):
             if ":" not in part:
@@ -47,9 +50,10 @@ class Keyframes:
             tp = TimePoint.parse(when)
             units.add(tp.frame is not None)
             try:
-                points.append((float(tp.frame if tp.frame is not None else tp.seconds), float(value)))
+                number = float(value)
             except ValueError:
                 raise VideoinvError(f"bad keyframe value {value!r} in {text!r}") from None
+            points.append((float(tp.frame if tp.frame is not None else tp.seconds), _finite(number, text)))
         if len(units) > 1:
             raise VideoinvError(f"keyframes {text!r} mix seconds and frame numbers; use one kind")
         points.sort()
@@ -64,6 +68,12 @@ class Keyframes:
             if t <= t1:
                 return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
         return pts[-1][1]
+
+
+def _finite(value: float, text: str) -> float:
+    if not math.isfinite(value):  # a NaN or infinite latent would make the face garbage
+        raise VideoinvError(f"bad strength {value!r} in {text!r}: use a finite number such as 1.5 or -2")
+    return value
 
 
 @dataclass(frozen=True)
