@@ -218,6 +218,20 @@ def test_a_full_disk_is_a_one_line_error_naming_the_output_and_leaves_nothing(fa
     assert left == []
 
 
+def test_os_errors_are_told_in_the_users_words_and_only_where_they_are_the_users_to_fix():
+    import errno
+
+    from videoinv.files import os_problem
+
+    # a permission error may come from reading as well as writing: no "cannot write" for it
+    assert os_problem(PermissionError(errno.EACCES, "Permission denied", "/v/.out.ab12.partial.mp4")) == \
+        "/v/out.mp4: permission denied; check the permissions of the file and its folder"
+    assert os_problem(OSError(errno.ENOSPC, "No space left on device", "/v/.out.ab12.partial.mp4")).startswith(
+        "cannot write /v/out.mp4: no space left on the device")
+    assert os_problem(OSError(errno.EPERM, "Operation not permitted")) is None  # NVENC without a GPU says this
+    assert os_problem(OSError(errno.EIO, "Input/output error", "/v/out.mp4")) is None  # not the user's to fix
+
+
 def test_a_read_only_folder_is_refused_before_the_models_load(clips, tmp_path):
     result, left = on_small_disk(tmp_path, "edit", clips.bt709, "-o", "{disk}/out.mp4", "--model", "random:64:16",
                                  "--edit", "sefa0=1", "-q", readonly=True)

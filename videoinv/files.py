@@ -20,12 +20,14 @@ def os_problem(err: OSError, named: bool = True) -> str | None:
     """A one-line message for the OS errors a user can fix (a full disk, a folder they may not
     write to), else None; ``named``: with the file the error names."""
     name = getattr(err, "filename", None)
-    where = f"cannot write {final_name(name)}: " if named and name else ""
     if err.errno in _NO_SPACE:
+        where = f"cannot write {final_name(name)}: " if named and name else ""
         return f"{where}no space left on the device; free some space, or write the output to another disk"
     if err.errno in _NOT_ALLOWED and name:  # without a file it is some library's refusal (NVENC: EPERM)
         reason = (err.strerror or "not allowed").lower()
-        return f"{where}{reason}; write the output to a folder you can write to"
+        if named:  # reading or writing: the error does not say which
+            return f"{final_name(name)}: {reason}; check the permissions of the file and its folder"
+        return f"{reason}; write the output to a folder you can write to"
     return None
 
 
