@@ -170,10 +170,9 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
     from .edit.recipe import EditOptions
 
     speed = speed or {}
-    split = lambda text: tuple(p for p in text.replace(",", "+").split("+") if p)  # noqa: E731
     return EditOptions(edits=list(edits), model=model or "fse", device=device, faces=faces, every=every,
                        detector=detector, smooth=smooth, latent_smooth=latent_smooth, seed=seed,
-                       segments=split(segments), exclude=split(exclude), feather=feather, blend=blend, colour=colour, latents=latents,
+                       segments=segments, exclude=exclude, feather=feather, blend=blend, colour=colour, latents=latents,
                        batch=speed.get("batch"), dtype=speed.get("dtype", "float32"),
                        conv=speed.get("conv", "auto"), workers=speed.get("workers"),
                        compile=speed.get("compile", "off"))

@@ -20,6 +20,10 @@ def _call(name: str, **options) -> StageCall:
     return StageCall(name, tuple(args))
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.replace(",", "+").split("+") if p.strip())
+
+
 @dataclass
 class EditOptions:
     """What ``videoinv edit`` does to faces (the Python API takes the same fields)."""
@@ -49,14 +53,14 @@ class EditOptions:
     compile: str = "off"  # torch.compile the models: off | on | graphs (with CUDA graphs)
 
     def __post_init__(self) -> None:
-        # one edit, or segments as the CLI writes them (mouth+eyes), as plain text: not a
-        # sequence of letters
+        # one edit, or segments as the CLI writes them (mouth+eyes, or mouth,eyes), as plain
+        # text: not a sequence of letters
         if isinstance(self.edits, str):
             self.edits = [self.edits]
         if isinstance(self.segments, str):
-            self.segments = tuple(s.strip() for s in self.segments.split("+") if s.strip())
+            self.segments = _names(self.segments)
         if isinstance(self.exclude, str):
-            self.exclude = tuple(s.strip() for s in self.exclude.split("+") if s.strip())
+            self.exclude = _names(self.exclude)
 
     def _cpu_plan(self) -> tuple[int, int] | None:
         """(blocks at once, torch threads) on the CPU (models.tuning.cpu_plan); None on a GPU."""

@@ -61,15 +61,13 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
     names = [EditSpec.parse(text).name for text in options.edits]
     for name in names:
         check_name(name)  # a typo is reported before any weights are asked for or loaded
-    if options.latents is not None:
-        LatentCache(options.latents)  # a missing or foreign file too; checked against the models below
+    cache = None if options.latents is None else LatentCache(options.latents)  # a missing file fails here
     require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
                 f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
     models = load_models(options.model, options.device)
     if options.threaded is None:
         options.threaded = options.prefers_threads()
-    if options.latents is not None:
-        cache = LatentCache(options.latents)
+    if cache is not None:
         cache.check(fingerprint(input, describe(input)), model_info(models), {"size": models.size})
         if options.seed is None:
             options.seed = cache.metadata.get("seed", 0)
