@@ -68,6 +68,9 @@ def _transcode_codec(format_name: str) -> str:
     return "libopus" if any(n in format_name.split(",") for n in ("webm", "ogg")) else "aac"
 
 
+TRANSCODE_BIT_RATE = 192_000  # audio that has to be re-encoded
+
+
 def audio_codec(format_name: str, path: str, index: int) -> str:
     """``"copy"`` where the output format can store stream ``index`` of ``path`` as it is, else
     the encoder it is re-encoded with (AAC; Opus for WebM and Ogg)."""
@@ -90,7 +93,7 @@ class _Track:
                 _DEFAULT_LAYOUTS.get(cc.channels, "stereo")
             rate = cc.sample_rate if codec == "aac" else 48000
             self.out = output.add_stream(codec, rate=rate, layout=layout)
-            self.out.bit_rate = 192_000
+            self.out.bit_rate = TRANSCODE_BIT_RATE
             log.info("%s audio cannot be stored in this format; re-encoding it to %s",
                      cc.name, codec)
         self.tb = Fraction(source.time_base.numerator, source.time_base.denominator)

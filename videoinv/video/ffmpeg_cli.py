@@ -17,7 +17,7 @@ import re
 import shutil
 
 from ..errors import VideoinvError
-from .audio import audio_codec
+from .audio import TRANSCODE_BIT_RATE, audio_codec
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
 from .writer import EncodeOptions, container_format, encoded_size, encoder_settings
 
@@ -86,7 +86,7 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
             codec = audio_codec(fmt, source, stream.index)
             kwargs[f"c:a:{i}"] = codec
             if codec != "copy":
-                kwargs[f"b:a:{i}"] = "192k"
+                kwargs[f"b:a:{i}"] = str(TRANSCODE_BIT_RATE)
                 log.info("%s audio cannot be stored in this format; re-encoding it to %s", stream.codec, codec)
     out = ffmpeg.output(*streams, target, **kwargs)
     return out.global_args(*_QUIET, "-y").compile(cmd=binary)
