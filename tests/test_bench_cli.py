@@ -31,6 +31,15 @@ def test_compare_prints_a_table(pair, capsys):
     assert "8/8 frames with a face" in " ".join(out.split())
 
 
+def test_compare_table_shows_infinite_psnr_for_identical_videos(pair, capsys):
+    a, _ = pair
+    assert main(["bench", "compare", str(a), str(a), "--size", "128"]) == 0
+    rows = {cells[2]: cells[1] for cells in ([c.strip() for c in line.split("│")[1:-1]]
+                                             for line in capsys.readouterr().out.splitlines() if line.count("│") == 4)}
+    assert rows["psnr"] == "∞" and float(rows["mse"]) == 0
+    assert rows["mask_iou"] == rows["mask_iou_source"]
+
+
 def test_compare_json_and_the_identity_case(pair, capsys):
     a, b = pair
     assert main(["bench", "compare", str(a), str(b), "--size", "128", "--json"]) == 0

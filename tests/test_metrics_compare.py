@@ -6,6 +6,7 @@ import json
 
 import av
 import cv2
+import numpy as np
 import pytest
 
 from test_metrics_lpips import fake_checkpoint, needs_wheel
@@ -43,7 +44,11 @@ def clips(tmp_path_factory):
     blurred = _write(root / "blurred.mp4", [cv2.GaussianBlur(f, (0, 0), 2.5) for f in decoded])
     short = _write(root / "short.mp4", decoded[:-2])
     small = _write(root / "small.mp4", [cv2.resize(f, (320, 180)) for f in decoded])
-    return {"source": source, "blurred": blurred, "short": short, "small": small}
+    # every other frame moved 20 px right: the face wobbles in B where A's is smooth
+    shift = np.float32([[1, 0, 20], [0, 1, 0]])
+    wobbling = _write(root / "wobbling.mp4", [cv2.warpAffine(f, shift, f.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
+                                              if i % 2 else f for i, f in enumerate(decoded)])
+    return {"source": source, "blurred": blurred, "short": short, "small": small, "wobbling": wobbling}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +81,7 @@ def test_a_clip_against_itself_is_perfect(results):
     assert s["warp_error"] == s["warp_error_source"] > 0  # the face moves: the source has its own floor
     assert s["landmark_jitter"] == s["landmark_jitter_source"]
     assert s["seam"] == 0.0 and 0.8 < s["mask_iou"] <= 1.0
+    assert s["mask_iou"] == s["mask_iou_source"] and s["mask_boundary_change"] == s["mask_boundary_change_source"]
     assert same["lpips_unavailable"].startswith("LPIPS unavailable") and s["lpips"] is None
     pf = same["per_frame"]
     assert pf["index"] == list(range(FRAMES)) and len(pf["ssim"]) == FRAMES
@@ -94,6 +100,15 @@ def test_a_blurred_copy_scores_worse(results):
     # the blur changes every frame the same way: the blurred video is about as stable as the source
     assert s["tl_id"] == pytest.approx(1.0, abs=0.05)
     assert s["warp_error"] < s["warp_error_source"] * 1.5
+
+
+def test_a_wobbling_face_in_b_has_a_less_stable_mask(clips):
+    wobbling = compare_videos(clips["source"], clips["wobbling"], identity_backend=None, lpips_net=None)
+    s = wobbling["summary"]
+    # the mask flicker is measured on B's own face, not only on A's (which B cannot change)
+    assert s["mask_iou"] < s["mask_iou_source"] - 0.03
+    assert s["mask_boundary_change"] > s["mask_boundary_change_source"] + 0.05
+    assert s["landmark_jitter"] > s["landmark_jitter_source"]
 
 
 def test_mismatched_videos_are_refused(clips):

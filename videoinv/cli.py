@@ -803,7 +803,8 @@ _COMPARE_LABELS = {
     "mse": "MSE ↓", "psnr": "PSNR ↑ (dB)", "ssim": "SSIM ↑", "lpips": "LPIPS ↓", "id": "identity to A ↑",
     "tl_id": "TL-ID", "tg_id": "TG-ID", "warp_error": "warping error ↓", "warp_error_source": "  (same, of A)",
     "landmark_jitter": "landmark jitter (px) ↓", "landmark_jitter_source": "  (same, of A)", "seam": "seam ↓",
-    "mask_iou": "mask IoU ↑", "mask_boundary_change": "mask boundary change ↓",
+    "mask_iou": "mask IoU ↑", "mask_iou_source": "  (same, of A)",
+    "mask_boundary_change": "mask boundary change ↓", "mask_boundary_change_source": "  (same, of A)",
 }
 
 
@@ -844,6 +845,8 @@ def bench_compare(a, b, size, identity, as_json, quiet):
     for key, value in result["summary"].items():
         if key == "lpips" and value is None and result.get("lpips_unavailable"):
             text = "unavailable"
+        elif key == "psnr" and value is None and result["summary"]["mse"] == 0:
+            text = "∞"  # identical crops
         else:
             text = "–" if value is None else f"{value:.5g}"
         table.add_row(_COMPARE_LABELS.get(key, key), text, key)

@@ -12,7 +12,8 @@ compared crop to crop:
 * over time: TL-ID/TG-ID, flow warping error of B with A's flow next to the same measure on A
   itself (its floor; per pair of consecutive frames with a face, listed by ``warp_index``, the
   later frame), landmark jitter of A and of B (68 landmarks predicted in each crop, crop
-  px), and the flicker of the face mask.
+  px), and the flicker of the face mask (IoU and boundary change of consecutive masks) built from
+  B's own landmarks, next to the same measure from A's (so a face that wobbles in B scores worse).
 
 PSNR is infinite for identical crops; JSON has no infinity, so non-finite numbers are written as
 null. Frames where A has no face are listed in ``frames_without_face`` and skipped.
@@ -63,8 +64,13 @@ class _Series:
         self.emb_b: list[np.ndarray] = []
         self.lm_a: list[np.ndarray] = []
         self.lm_b: list[np.ndarray] = []
-        self.flicker = temporal.MaskFlicker()
+        self.flicker_a = temporal.MaskFlicker()
+        self.flicker_b = temporal.MaskFlicker()
         self.warp_index: list[int] = []  # frame t+1 of each warped pair
+
+    def reset_flicker(self) -> None:
+        self.flicker_a.reset()
+        self.flicker_b.reset()
 
 
 def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: int = 256,
@@ -109,7 +115,7 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
             if not faces:
                 no_face.append(record.index)
                 previous = None
-                s.flicker.reset()
+                s.reset_flicker()
                 continue
             face = faces[0]
             ca, cb = face.crop, crop(other.image, face.quad, size)
@@ -124,12 +130,13 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
                 s.emb_b.append(encoder.embed(cb))
                 rows["id"].append(identity.cosine(s.emb_a[-1], s.emb_b[-1]))
             mask = build_mask(face.crop_landmarks, size, MaskSpec())
-            if previous is not None and (previous[0] != record.index - 1 or previous[1] != face.track_id):
-                s.flicker.reset()
-            s.flicker.add(mask)
             rows["seam"].append(temporal.seam_error(cb, ca, mask, seam_width))
             s.lm_a.append(landmarks68(ca, box))
             s.lm_b.append(landmarks68(cb, box))
+            if previous is not None and (previous[0] != record.index - 1 or previous[1] != face.track_id):
+                s.reset_flicker()
+            s.flicker_a.add(build_mask(s.lm_a[-1], size, MaskSpec()))
+            s.flicker_b.add(build_mask(s.lm_b[-1], size, MaskSpec()))
             if previous is not None and previous[0] == record.index - 1 and previous[1] == face.track_id:
                 warp_a.add(previous[2], ca, previous[2], ca)
                 warp_b.add(previous[2], ca, previous[3], cb, flow=warp_a.last_flow)
@@ -147,7 +154,7 @@ def _report(a_path, b_path, size, frames, no_face, s: _Series, warp_a, warp_b, l
     rows = s.rows
     consistency = (temporal.identity_consistency(np.stack(s.emb_a), np.stack(s.emb_b))
                    if s.emb_a else {"tl_id": None, "tg_id": None})
-    flicker = s.flicker.summary()
+    flicker, flicker_a = s.flicker_b.summary(), s.flicker_a.summary()
     summary = {
         "mse": _mean(rows["mse"]), "psnr": _mean(rows["psnr"]), "ssim": _mean(rows["ssim"]),
         "lpips": _mean(rows["lpips"]) if lpips_reason is None else None,
@@ -156,7 +163,9 @@ def _report(a_path, b_path, size, frames, no_face, s: _Series, warp_a, warp_b, l
         "landmark_jitter": _num(temporal.jitter(s.lm_b)) if s.lm_b else None,
         "landmark_jitter_source": _num(temporal.jitter(s.lm_a)) if s.lm_a else None,
         "seam": _mean(rows["seam"]), "mask_iou": _num(flicker["iou_mean"]),
+        "mask_iou_source": _num(flicker_a["iou_mean"]),
         "mask_boundary_change": _num(flicker["boundary_change_mean"]),
+        "mask_boundary_change_source": _num(flicker_a["boundary_change_mean"]),
     }
     per_frame = {k: [_num(v) if k != "index" else v for v in values] for k, values in rows.items()}
     per_frame["warp_index"] = s.warp_index
