@@ -117,6 +117,16 @@ def test_keyframes_hit_their_values():
             EditSpec.parse(bad)
 
 
+@pytest.mark.parametrize("text", ["smile@5s-6s=1", "smile@1:00-2:00=1", "smile@x=1", "smile @ 2-=1"])
+def test_a_time_where_the_layers_go_is_explained(text):
+    # "@" takes W+ layers; a time range there was "bad edit ...: use NAME@4-8=STRENGTH", no word of why
+    from videoinv.errors import VideoinvError
+
+    with pytest.raises(VideoinvError, match="bad layer range .*W\\+ layers.*keyframes, e.g. smile=0:4.9s") as err:
+        EditSpec.parse(text)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("text", ["smile=nan", "smile=-inf", "smile=0:0s,inf:2s", "smile=1e400"])
 def test_a_strength_that_is_not_a_finite_number_is_refused(text):
     # it was taken: a NaN latent turns the face to garbage without a word

@@ -182,7 +182,8 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
 @click.argument("input", type=click.Path(dir_okay=True, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="output video file")
 @click.option("--edit", "edits", multiple=True, metavar="NAME[@A-B]=STRENGTH",
-              help="an edit (repeatable): smile=1.5, age@0-7=-2, smile=0:0s,1.5:2s,0:4s, sefa0=3, file.npy=1")
+              help="an edit (repeatable): smile=1.5, age@0-7=-2 (W+ layers 0-7 only), smile=0:0s,1.5:2s,0:4s "
+              "(strength:time keyframes), sefa0=3, file.npy=1")
 @click.option("--segments", default="face", show_default=True,
               help="where the edited face is pasted: skin, brows, eyes, nose, mouth, lips, forehead, face (a+b)")
 @click.option("--exclude", default="", help="segments kept from the source (a+b)")

@@ -85,6 +85,11 @@ class EditSpec:
     @classmethod
     def parse(cls, text: str) -> EditSpec:
         m = _EDIT.match(text)
+        if not m and "@" in text and "=" in text:
+            rows = text.split("@", 1)[1].split("=", 1)[0].strip()
+            raise VideoinvError(f"bad layer range {rows!r} in {text!r}: @A-B picks W+ layers (whole numbers, e.g. "
+                                f"@4-8), not a time; to edit only part of the video give keyframes, e.g. "
+                                f"{text.split('@', 1)[0].strip()}=0:4.9s,1:5s,1:6s,0:6.1s")
         if not m:
             raise VideoinvError(f"bad edit {text!r}: use NAME=STRENGTH, NAME@4-8=STRENGTH or NAME=0:0s,1.5:2s")
         name, lo, hi, strength = m.groups()
