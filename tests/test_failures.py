@@ -63,6 +63,11 @@ def test_truncated_mp4_fails_midway_and_leaves_nothing(clips, tmp_path):
     out = tmp_path / "out.mp4"
     one_line_error(videoinv("edit", bad, "-o", out), "truncated", "--salvage")
     assert not out.exists() and leftovers(tmp_path) == []
+    # probe tells the same story with and without --scan (the scan counted the cut packet twice)
+    whole = json.loads(videoinv("probe", faststart, "--json").stdout)
+    quick, scanned = (json.loads(videoinv("probe", bad, "--json", *scan).stdout) for scan in ([], ["--scan"]))
+    assert quick["frame_count"] == scanned["frame_count"] == whole["frame_count"]
+    assert quick["missing_frames"] == scanned["missing_frames"] > 0
     # the user can still get what is there
     result = videoinv("edit", bad, "-o", out, "--salvage", "--json", "-q")
     assert result.returncode == 0, result.stderr

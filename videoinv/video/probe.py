@@ -200,6 +200,8 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
     if scan:
         pts = scan_video_packets(container, stream)
         count, exact, vfr = len(pts), True, is_vfr_from_pts(pts)
+        if missing and stream.frames:  # cut short: the index counts the frames (the missing ones too)
+            count = stream.frames
     else:
         exact = bool(stream.frames)
         count = stream.frames or (round(vduration * float(avg or fps)) if vduration else 0)
