@@ -4,6 +4,7 @@ algebra, segment-restricted edits, several faces, the latent cache, timing and a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -279,9 +280,25 @@ def test_invert_warns_when_it_found_no_face_and_refuses_an_empty_range(small_cli
     result = invert(small_clips["moving"], tmp_path / "other.vinv", "--end", "10f", "--faces", "4")
     assert result.returncode == 0 and "the cache holds no face: no track matched --faces 4" in result.stderr
     result = invert(small_clips["moving"], tmp_path / "past.vinv", "--start", "60s")
-    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == (
-        f"videoinv: error: no frames to invert: {small_clips['moving']} has none in the selected range")
+    # refused before the model loads (no "random weights" warning first), with the video's length
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and re.fullmatch(
+        rf"videoinv: error: --start 60s is past the end of {re.escape(str(small_clips['moving']))} "
+        r"\(1\.5\d\d s, 45 frames\); give a start inside the video", lines[0])
     assert not (tmp_path / "past.vinv").exists() and [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
+
+
+def test_a_start_past_the_end_is_refused_before_weights_are_asked_for(small_clips, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path / "empty"))  # no weights: that error used to come first
+    for start in ("2s", "60f", "1:00"):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(small_clips["moving"]), "-o",
+                                 str(tmp_path / "out.mp4"), "--edit", "smile=1.5", "--start", start],
+                                capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"videoinv: error: --start {start if start != '1:00' else '60s'} is past the "
+                                   f"end of {small_clips['moving']} (") and "45 frames" in lines[0]
+    assert list(tmp_path.glob("out*")) == []
 
 
 def test_missing_weights_stop_before_decoding(small_clips, tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
-from ..video.timing import parse_range, parse_rate
+from ..video.timing import check_start, parse_range, parse_rate
 from ..video.writer import EncodeOptions, Writer, check_container, check_encode, default_codec
 from .runner import Pipeline, prefetch, timed, torch_threads
 
@@ -111,6 +111,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     audio_inputs = [audio] if audio not in ("copy", "drop") else []
     check_output_path(output, [input, *audio_inputs], overwrite)
     start, end = parse_range(start, end)  # a bad --start/--end fails before the models load
+    if start is not None and Path(input).is_file():
+        check_start(start, describe(input))
     encode = encode or EncodeOptions(codec=default_codec(output))
     check_encode(encode)  # before the models load and the frames are decoded
     check_container(output, encode.codec)  # audio it cannot store is re-encoded
@@ -296,6 +298,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
         raise OutputError(f"a latent cache is named *.vinv, not {Path(output).name}")
     check_output_path(output, [input], overwrite)
     start, end = parse_range(start, end)
+    check_start(start, info)
     options.check_precision()
     options.face_selection()  # a bad --faces fails here, before the models load
     models = load_models(options.model, options.device)

@@ -69,6 +69,18 @@ def parse_range(start, end) -> tuple[TimePoint | None, TimePoint | None]:
     return first, last
 
 
+def check_start(start: TimePoint | None, info) -> None:
+    """Refuse a ``--start`` at or past the end of the video (``info``: its VideoInfo), where the
+    probe knows the length, so that a run stops before any model loads."""
+    if start is None:
+        return
+    past = (start.frame is not None and info.frame_count_exact and start.frame >= info.frame_count) or (
+        start.seconds is not None and info.duration is not None and start.seconds >= Fraction(info.duration))
+    if past:
+        raise VideoinvError(f"--start {start} is past the end of {info.path} ({info.duration:.3f} s, "
+                            f"{info.frame_count} frames); give a start inside the video")
+
+
 _NTSC = {round(n * 1000 / 1001, 3): Fraction(n * 1000, 1001) for n in (24, 30, 48, 60, 120, 240)}
 
 
