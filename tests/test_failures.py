@@ -315,6 +315,20 @@ def test_bad_time_and_audio_file(clips, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_an_unusable_audio_file_is_refused_before_weights_are_asked_for(clips, tmp_path):
+    # these came after the models loaded and the first frame was edited, or after the missing-weights error
+    env = {**os.environ, "VIDEOINV_HOME": str(tmp_path / "empty")}
+    not_media, silent = tmp_path / "notes.txt", tmp_path / "still.png"
+    not_media.write_text("not a sound")
+    ffmpeg("-i", clips.bt709, "-frames:v", "1", silent)
+    run = lambda audio: videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--edit", "smile=1",  # noqa: E731
+                                 "--audio", audio, env=env)
+    one_line_error(run(tmp_path / "x.wav"), "audio file not found", "x.wav")
+    one_line_error(run(not_media), "cannot read the --audio file", "notes.txt", "give an audio or video file")
+    one_line_error(run(silent), "still.png has no audio stream to use with --audio")
+    assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_write_leaves_nothing(clips, tmp_path, sig):
     out = tmp_path / "out.mp4"

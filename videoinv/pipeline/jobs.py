@@ -15,7 +15,7 @@ from ..chain import Chain
 from ..errors import ChainError, InputError, OutputError, VideoinvError
 from ..files import atomic_output, check_output_path
 from ..registry import default_registry
-from ..video.audio import AudioPlan
+from ..video.audio import AudioPlan, check_audio_file
 from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, error_message
 from ..video.probe import describe
 from ..video.frame import FrameRecord
@@ -41,9 +41,7 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> AudioPlan | N
             return AudioPlan(path=reader.path)  # every packet, timestamps unchanged
         start = first.time if reader.start is not None else None
         return AudioPlan(path=reader.path, start=start, offset=start or 0.0, cut=True)
-    if not os.path.isfile(audio):
-        raise InputError(f"audio file not found: {audio} (--audio takes copy, drop or a file)")
-    return AudioPlan(path=audio, cut=True, all_streams=False)
+    return AudioPlan(path=audio, cut=True, all_streams=False)  # checked by check_audio_file
 
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
@@ -110,6 +108,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     """
     audio_inputs = [audio] if audio not in ("copy", "drop") else []
     check_output_path(output, [input, *audio_inputs], overwrite)
+    for path in audio_inputs:
+        check_audio_file(path)  # before the models load
     start, end = parse_range(start, end)  # a bad --start/--end fails before the models load
     if start is not None and Path(input).is_file():
         check_start(start, describe(input))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -98,6 +99,24 @@ class _Track:
                      cc.name, codec)
         self.tb = Fraction(source.time_base.numerator, source.time_base.denominator)
         self.shift = round(Fraction(plan.offset) / self.tb)
+
+
+def check_audio_file(path) -> None:
+    """An ``--audio FILE``: there, readable by FFmpeg and holding an audio stream; checked before
+    any model loads or frame is decoded."""
+    if not os.path.isfile(path):
+        raise InputError(f"audio file not found: {path} (--audio takes copy, drop or a file)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except PermissionError:
+        raise InputError(f"cannot read the --audio file {path}: permission denied") from None
+    except av.error.FFmpegError as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise InputError(f"cannot read the --audio file {path}: {reason}; give an audio or video file "
+                         "(.m4a, .wav, .mp3, .mp4 ...)") from None
+    with container:
+        if not container.streams.audio:
+            raise InputError(f"{path} has no audio stream to use with --audio")
 
 
 class AudioMux:
