@@ -308,6 +308,20 @@ def test_unknown_stage_exits_2_and_lists_stages(clips, tmp_path):
     one_line_error(result, "unknown stage 'warp'", "copy")
 
 
+def test_face_edit_options_next_to_a_chain_are_refused_not_dropped(clips, tmp_path):
+    # --chain builds its own stages: --segments, --feather, --dtype ... used to be ignored without a word
+    out = tmp_path / "o.mp4"
+    line = one_line_error(videoinv("edit", clips.bt709, "-o", out, "--chain", "copy", "--segments", "mouth"),
+                          "--segments sets up the face edit, which --chain replaces", "blend=segments=")
+    assert "--feather" not in line
+    one_line_error(videoinv("edit", clips.bt709, "-o", out, "--chain", "copy", "--feather", "3", "--faces", "0",
+                            "--dtype", "bfloat16"), "--feather, --faces, --dtype set up the face edit")
+    assert not out.exists() and leftovers(tmp_path) == []
+    # how the run uses the machine still applies to a chain
+    assert videoinv("edit", clips.bt709, "-o", out, "--chain", "copy", "--threads", "1", "--sequential",
+                    "--end", "3f", "-q").returncode == 0 and out.exists()
+
+
 def test_bad_time_and_audio_file(clips, tmp_path):
     one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--start", "soon"), "bad time")
     one_line_error(videoinv("edit", clips.bt709, "-o", tmp_path / "o.mp4", "--audio", tmp_path / "x.wav"),

@@ -178,6 +178,18 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
                        compile=speed.get("compile", "off"))
 
 
+# edit's options that only build the face-editing chain (--chain takes their place)
+_EDIT_ONLY = ("segments", "exclude", "feather", "blend", "colour", "device", "faces", "every", "detector", "smooth",
+              "latent_smooth", "seed", "model_batch", "dtype", "conv", "compile_", "detect_workers")
+
+
+def _given_on_command_line(names) -> list[str]:
+    """The flags (e.g. ``--segments``) of those parameters the user set, in the command's order."""
+    ctx = click.get_current_context()
+    return [param.opts[0] for param in ctx.command.params if param.name in names
+            and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
+
+
 @cli.command()
 @click.argument("input", type=click.Path(dir_okay=True, path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="output video file")
@@ -225,6 +237,11 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
     if chain is not None:
         if edits or latents or model:
             raise VideoinvError("give either --chain or the edit options (--edit, --model, --latents), not both")
+        ignored = _given_on_command_line(_EDIT_ONLY)
+        if ignored:  # they used to be dropped without a word
+            raise VideoinvError(f"{', '.join(ignored)} set{'s' if len(ignored) == 1 else ''} up the face edit, "
+                                "which --chain replaces: give the chain's stages their own options instead "
+                                "(e.g. blend=segments=mouth+eyes:feather=10; 'videoinv stages' lists them)")
     elif edits or latents or model:
         options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits, segments, exclude,
                                 feather, blend, colour, latents, speed, detector=detector)
