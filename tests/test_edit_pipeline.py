@@ -232,7 +232,14 @@ def test_latent_cache_gives_the_same_output_and_refuses_other_videos(small_clips
                              "--latents", str(cache), "--model", "random:64:8", "--edit", "sefa0=1"],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "was made with model" in result.stderr
-    assert not (tmp_path / "x.mkv").exists() and not (tmp_path / "y.mkv").exists()
+    # what the cache already fixed (detection, alignment, inversion) is refused, not ignored
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "z.mkv"),
+                             "--latents", str(cache), "--model", MODEL, "--edit", "sefa0=1", "--every", "1",
+                             "--smooth", "offline"], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"videoinv: error: --every, --smooth shape the detection and inversion that {cache} already holds: "
+        "give them to 'videoinv invert' when making the cache, or drop --latents"]
+    assert not any((tmp_path / name).exists() for name in ("x.mkv", "y.mkv", "z.mkv"))
 
 
 def test_a_latent_cache_honours_faces_and_says_which_frames_it_does_not_cover(small_clips, tmp_path):

@@ -182,6 +182,9 @@ def _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edit
 _EDIT_ONLY = ("segments", "exclude", "feather", "blend", "colour", "device", "faces", "every", "detector", "smooth",
               "latent_smooth", "seed", "model_batch", "dtype", "conv", "compile_", "detect_workers")
 
+# of those, what a latent cache (edit --latents) has already done
+_INVERT_ONLY = ("every", "detector", "smooth", "latent_smooth", "detect_workers")
+
 
 def _given_on_command_line(names) -> list[str]:
     """The flags (e.g. ``--segments``) of those parameters the user set, in the command's order."""
@@ -243,6 +246,11 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
                                 "which --chain replaces: give the chain's stages their own options instead "
                                 "(e.g. blend=segments=mouth+eyes:feather=10; 'videoinv stages' lists them)")
     elif edits or latents or model:
+        fixed = _given_on_command_line(_INVERT_ONLY) if latents else []
+        if fixed:  # the cache holds the tracks and latents these made: they used to be ignored without a word
+            raise VideoinvError(f"{', '.join(fixed)} shape{'s' if len(fixed) == 1 else ''} the detection and "
+                                f"inversion that {latents} already holds: give {'it' if len(fixed) == 1 else 'them'} "
+                                "to 'videoinv invert' when making the cache, or drop --latents")
         options = _edit_options(model, device, faces, every, smooth, latent_smooth, seed, edits, segments, exclude,
                                 feather, blend, colour, latents, speed, detector=detector)
     with FrameProgress(f"edit {click.format_filename(input)}", progress_enabled(quiet)) as bar:
