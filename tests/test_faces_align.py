@@ -297,3 +297,28 @@ def test_inspect_by_default_sees_the_faces_with_the_detector_edit_picks(tmp_path
     monkeypatch.setattr(EditOptions, "detector_name", lambda self: "cnn" if self.detector == "auto" else self.detector)
     by_default, cnn, hog = boxes("default"), boxes("cnn", "--detector", "cnn"), boxes("hog", "--detector", "hog")
     assert by_default == cnn and cnn and hog and cnn != hog
+
+
+def test_inspect_takes_segments_as_edit_does(tmp_path):
+    # "mouth,eyes" broke the chain at its comma ("unknown stage 'eyes'") and a bad name was
+    # told as "option segments of stage annotate"
+    from conftest import read_all
+
+    clip = tmp_path / "small.mp4"
+    samples.write_clip(clip, samples.moving_face(width=640, height=360), 3)
+
+    def inspect(name, segments):
+        return subprocess.run([sys.executable, "-m", "videoinv", "inspect", str(clip), "-o", str(tmp_path / name),
+                               "--segments", segments, "--every", "1", "-q"], capture_output=True, text=True)
+
+    assert inspect("plus.mp4", "mouth+eyes").returncode == 0 and inspect("comma.mp4", "mouth,eyes").returncode == 0
+    plus, comma = read_all(tmp_path / "plus.mp4"), read_all(tmp_path / "comma.mp4")
+    assert len(plus) == len(comma) == 3 and all(np.array_equal(a.image, b.image) for a, b in zip(plus, comma))
+    assert inspect("face.mp4", "face").returncode == 0
+    face = read_all(tmp_path / "face.mp4")
+    assert not np.array_equal(face[1].image, plus[1].image)  # other outlines drawn
+    bad = inspect("bad.mp4", "mouth+nostril")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        "videoinv: error: bad --segments 'mouth+nostril': 'nostril' is not a segment; use skin, brows, eyes, nose, "
+        "mouth, lips, forehead, face, joined with + (mouth+eyes)"]
+    assert not (tmp_path / "bad.mp4").exists()

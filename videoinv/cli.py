@@ -532,10 +532,11 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
     from .pipeline.jobs import edit_video
     from .video.writer import EncodeOptions, default_codec
 
-    if detector == "auto":  # the faces an edit would see, from the same detector
-        detector = EditOptions(detector=detector).detector_name()
+    options = EditOptions(detector=detector, segments=segments)
+    options.check_segments()  # in the option's words; "mouth,eyes" used to break the chain at the comma
+    detector = options.detector_name()  # auto: the faces an edit would see, from the same detector
     chain = (f"detect=every={every}:model={detector}:select={select},"
-             f"align=size=256:crops=no:smooth={smooth},annotate=segments={segments}")
+             f"align=size=256:crops=no:smooth={smooth},annotate=segments={'+'.join(options.segments)}")
     log_cm = _track_log(json_path, input, output, overwrite)
     with log_cm as tracks, FrameProgress(f"inspect {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         def on_frame(record):
