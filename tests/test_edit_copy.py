@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -209,6 +210,36 @@ def test_hevc_encoder(clips, tmp_path):
     a, b = read_all(clips.bt709), read_all(out)
     assert len(a) == len(b) == 60
     assert np.mean([np.abs(x.image.astype(int) - y.image.astype(int)).mean() for x, y in zip(a, b)]) < 3
+
+
+def test_quiet_means_quiet_with_encoders_that_print_banners(clips, tmp_path):
+    # x265 and SVT-AV1 print their settings straight to stderr (20-odd lines) in the middle of
+    # the progress bar, and even with -q
+    codecs = [c for c in ("libx265", "libsvtav1") if c in av.codecs_available]
+    assert codecs  # PyAV's wheels carry both
+    for codec in codecs:
+        out = tmp_path / f"{codec}.mp4"
+        for flags, banner in ((["-q"], False), ([], False), (["-v"], True)):
+            result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clips.bt709), "-o", str(out), "-y",
+                                     "--chain", "copy", "--codec", codec, "--end", "5f", *flags],
+                                    capture_output=True, text=True, env={k: v for k, v in os.environ.items()
+                                                                         if k != "SVT_LOG"})
+            assert result.returncode == 0, result.stderr
+            printed = [line for line in result.stderr.splitlines() if not line.startswith("videoinv:")]
+            assert bool(printed) == banner, (codec, flags, printed[:3])
+            if flags == ["-q"]:
+                assert result.stderr == ""
+        assert len(read_all(out)) == 5
+
+
+def test_an_encoder_without_yuv420p_gets_its_own_pixel_format(clips, tmp_path):
+    # prores_ks takes 4:2:2 and 4:4:4 only: without --pix-fmt it failed to open ("Invalid argument")
+    out = tmp_path / "prores.mov"
+    _edit(clips.bt709, out, "--codec", "prores_ks", "--end", "5f")
+    v = [s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]
+    assert (v["codec_name"], v["pix_fmt"]) == ("prores", "yuv422p10le")
+    a, b = read_all(clips.bt709)[:5], read_all(out)
+    assert len(b) == 5 and np.mean([np.abs(x.image.astype(int) - y.image.astype(int)).mean() for x, y in zip(a, b)]) < 2
 
 
 def test_nvenc_works_where_there_is_a_gpu_and_says_why_where_not(clips, tmp_path):

@@ -53,7 +53,8 @@ def _encode_options(func):
     """Video encoder options shared by edit and filter-file."""
     options = [
         click.option("--pix-fmt", default=None,
-                     help="stored pixel format [default: yuv420p; yuv444p for ffv1]"),
+                     help="stored pixel format [default: yuv420p; yuv444p for ffv1; else the encoder's first "
+                     "where it lacks yuv420p, e.g. yuv422p10le for prores_ks]"),
         click.option("--color-matrix", default="bt709", show_default=True,
                      type=click.Choice(["bt709", "bt601", "bt2020", "smpte240m", "source"]),
                      help="YUV matrix the output is converted to and tagged with"),

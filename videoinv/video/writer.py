@@ -134,7 +134,7 @@ def encoder_settings(opts: EncodeOptions) -> tuple[str, dict[str, str]]:
     """The pixel format and FFmpeg encoder options for ``opts`` (CRF, preset, extras)."""
     _check_quality(opts)
     codec = opts.codec
-    default_fmt, quality_key, preset_kind = _ENCODERS.get(codec, ("yuv420p", None, None))
+    _, quality_key, preset_kind = _ENCODERS.get(codec, ("yuv420p", None, None))
     options: dict[str, str] = {}
     if quality_key:
         options[quality_key] = str(18 if opts.crf is None else opts.crf)
@@ -152,7 +152,24 @@ def encoder_settings(opts: EncodeOptions) -> tuple[str, dict[str, str]]:
     if codec == "libvpx-vp9":
         options["b"] = "0"  # constant quality
     options.update({str(k): str(v) for k, v in opts.extra.items()})
-    return opts.pix_fmt or default_fmt, options
+    if codec == "libx265":  # x265 prints a 20-line banner straight to stderr, even with -q
+        level = "info" if logging.getLogger("videoinv").isEnabledFor(logging.DEBUG) else "error"
+        params = options.get("x265-params", "")
+        if "log-level" not in params:
+            options["x265-params"] = ":".join(filter(None, (f"log-level={level}", params)))
+    return opts.pix_fmt or default_pix_fmt(codec), options
+
+
+def default_pix_fmt(codec: str) -> str:
+    """The pixel format used without --pix-fmt: ours for the encoders we know, else yuv420p where
+    the encoder takes it, else the encoder's own first choice (prores_ks: yuv422p10le)."""
+    if codec in _ENCODERS:
+        return _ENCODERS[codec][0]
+    try:
+        names = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
+    except av.error.FFmpegError:
+        names = []
+    return "yuv420p" if not names or "yuv420p" in names else names[0]
 
 
 def _chroma_even(pix_fmt: str) -> tuple[bool, bool]:
@@ -245,6 +262,8 @@ class Writer:
         if self.options.threads:
             cc.thread_type = "AUTO"
         stream.options = options
+        if self.options.codec == "libsvtav1":  # its banner goes straight to stderr; SVT_LOG 1: errors only
+            os.environ.setdefault("SVT_LOG", "3" if logging.getLogger("videoinv").isEnabledFor(logging.DEBUG) else "1")
         self.encoder_options = {"codec": self.options.codec, "pix_fmt": pix_fmt, **options}
         self.stream = stream
         self.time_base = time_base
@@ -256,8 +275,9 @@ class Writer:
             if disk_full(err):  # not the codec's fault
                 raise OutputError(f"cannot write {self.path}: {os_problem(err, named=False)}") from None
             hint = "no NVIDIA GPU/driver here? " if "nvenc" in self.options.codec else ""
+            settings = ", ".join([pix_fmt, *(f"{k}={v}" for k, v in options.items())])
             raise OutputError(f"cannot start encoding {self.path} with {self.options.codec} "
-                              f"({pix_fmt}, {options}): {err.strerror}; {hint}"
+                              f"({settings}): {err.strerror}; {hint}"
                               "try another --codec, --pix-fmt or output extension") from None
         # one converter for the whole stream: a frame's own (``frame.reformat``) sets up swscale
         # afresh for every frame, and for RGB -> YUV FFmpeg 8 then starts and joins two threads
