@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -89,6 +90,23 @@ def test_mp4_output_keeps_variable_frame_rate_timestamps_exactly(clips, tmp_path
     stream_duration = float([s for s in ffprobe(out)["streams"] if s["codec_type"] == "video"][0]["duration"])
     source_duration = float([s for s in ffprobe(clips.vfr)["streams"] if s["codec_type"] == "video"][0]["duration"])
     assert abs(stream_duration - source_duration) <= float(max(tb_in, tb_out))
+
+
+def test_avi_output_has_one_frame_per_tick_of_its_fixed_rate(clips, tmp_path):
+    # AVI keeps no timestamps: written with the source's time base it became 613 frames at 600 fps
+    # for 30 at 30, and AAC's priming packet pushed every frame after the first one tick later
+    out = tmp_path / "out.avi"
+    _edit(clips.bt709, out, "--codec", "mpeg4")
+    times, tb = video_times(out)
+    assert tb == Fraction(1, 30) and times == [Fraction(i, 30) for i in range(60)]
+    assert len(read_all(out)) == 60 and first_audio_time(out) == 0
+    assert len(audio_packets(out)) == len(audio_packets(clips.bt709))
+    # variable timing lands on the rate's grid (a gap replays the frame before), with a warning
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clips.vfr), "-o", str(tmp_path / "vfr.avi"),
+                             "--chain", "copy", "--codec", "mpeg4"], capture_output=True, text=True)
+    assert result.returncode == 0 and "fixed frame rate" in result.stderr and "a .mkv or .mp4 keeps it" in result.stderr
+    (t_in, _), (t_out, _) = video_times(clips.vfr), video_times(tmp_path / "vfr.avi")
+    assert len(t_out) == 60 and all(abs(a - b) <= Fraction(1, 60) for a, b in zip(t_in, t_out))
 
 
 def test_default_h264_output_is_bt709_tagged_and_close(clips, tmp_path):

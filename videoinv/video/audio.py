@@ -99,6 +99,7 @@ class _Track:
                      cc.name, codec)
         self.tb = Fraction(source.time_base.numerator, source.time_base.denominator)
         self.shift = round(Fraction(plan.offset) / self.tb)
+        self.lead: int | None = None  # ticks the first packet is moved by where it may not start below 0
 
 
 def check_audio_file(path) -> None:
@@ -137,6 +138,11 @@ class AudioMux:
         if not plan.all_streams:
             streams = streams[:1]
         fmt = output.format.name
+        # a fixed-rate file type (AVI) plays its audio as one run from the start, so the negative
+        # start of AAC's priming packet means nothing there; left in, FFmpeg shifted the video
+        # after its first frame by a tick to make room (an empty frame at 1/30 s, as the ffmpeg
+        # program's own AVI output has)
+        self._from_zero = not output.format.flags & 0x400  # AVFMT_VARIABLE_FPS
         self.tracks = [_Track(s, output, fmt, plan) for s in streams]
         self._by_index = {t.source.index: t for t in self.tracks}
         if plan.start:
@@ -190,14 +196,24 @@ class AudioMux:
                 packet.pts = None if packet.pts is None else packet.pts - track.shift
                 packet.dts = None if packet.dts is None else packet.dts - track.shift
             packet.stream = track.out
-            self.output.mux(packet)
+            self._mux(track, packet)
             return
         for frame in packet.decode():
             if frame.pts is not None:
                 frame.pts = round((frame.pts - track.shift) * track.tb * frame.sample_rate)
                 frame.time_base = Fraction(1, frame.sample_rate)
             for out_packet in track.out.encode(frame):
-                self.output.mux(out_packet)
+                self._mux(track, out_packet)
+
+    def _mux(self, track: _Track, packet) -> None:
+        if self._from_zero:
+            if track.lead is None:
+                first = packet.dts if packet.dts is not None else packet.pts
+                track.lead = max(0, -first) if first is not None else 0
+            if track.lead:
+                packet.pts = None if packet.pts is None else packet.pts + track.lead
+                packet.dts = None if packet.dts is None else packet.dts + track.lead
+        self.output.mux(packet)
 
     def finish(self, video_end: float | None = None) -> None:
         """Mux the remaining audio and flush encoders; with ``plan.cut``, packets starting at or
@@ -208,7 +224,7 @@ class AudioMux:
         for track in self.tracks:
             if not track.copy:
                 for out_packet in track.out.encode(None):
-                    self.output.mux(out_packet)
+                    self._mux(track, out_packet)
         self.close()
 
     def close(self) -> None:

@@ -59,6 +59,7 @@ DEFAULT_PRESET = {"libx264": "veryfast", "libx264rgb": "veryfast"}
 _QUALITY_RANGE = {"crf": (0, 51), "cq": (0, 51)}
 _QUALITY_RANGE_OF = {"libsvtav1": (1, 63), "libvpx-vp9": (0, 63)}
 KNOWN_ENCODERS = tuple(_ENCODERS)
+_VARIABLE_FPS = 0x400  # FFmpeg's AVFMT_VARIABLE_FPS: the file type keeps each frame's timestamp
 
 
 @dataclass
@@ -249,6 +250,16 @@ class Writer:
             self.container = av.open(str(self.tmp), "w", format=container_format(self.path))
         except (av.error.FFmpegError, ValueError) as err:
             raise OutputError(f"cannot write {self.path}: {err}; use a .mp4, .mkv, .mov or .webm name") from None
+        # a file type without per-frame timestamps (AVI) plays frame n at n / rate: given the source's
+        # time base it filled the gaps between ticks with empty frames (a 30 fps clip became 613
+        # frames at 600 fps)
+        self.fixed_rate = not self.container.format.flags & _VARIABLE_FPS
+        if self.fixed_rate:
+            time_base = 1 / rate
+            if source is not None and source.vfr:
+                log.warning("%s: a .%s file has a fixed frame rate: the source's variable frame timing is "
+                            "rounded to %.3f fps (a .mkv or .mp4 keeps it)", self.path,
+                            os.path.splitext(self.path)[1].lstrip(".") or "this", float(rate))
         stream = self.container.add_stream(self.options.codec, rate=rate)
         stream.width, stream.height = self.size
         stream.pix_fmt = pix_fmt
@@ -397,8 +408,10 @@ class Writer:
             record.pts * Fraction(record.time_base) / self.time_base)
         pts -= self._shift
         if self._last_pts is not None and pts <= self._last_pts:
-            log.warning("frame %d has a timestamp that does not increase (%d after %d); moved to %d",
-                        record.index, pts, self._last_pts, self._last_pts + 1)
+            # at a fixed rate, variable timing rounded onto the rate (warned once) takes the next slot
+            if not self.fixed_rate:
+                log.warning("frame %d has a timestamp that does not increase (%d after %d); moved to %d",
+                            record.index, pts, self._last_pts, self._last_pts + 1)
             pts = self._last_pts + 1
         self._last_pts = pts
         return pts
