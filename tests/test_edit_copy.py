@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -271,3 +272,48 @@ def test_nvenc_works_where_there_is_a_gpu_and_says_why_where_not(clips, tmp_path
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "h264_nvenc" in lines[0] and "GPU" in lines[0]
         assert not out.exists()
+
+
+def _srt(path) -> str:
+    return subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:s:0", "-f", "srt", "-"],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def _kinds(path) -> list[str]:
+    return [s["codec_type"] for s in ffprobe(path)["streams"]]
+
+
+def test_subtitles_are_copied_where_the_file_type_can_hold_them(clips, tmp_path):
+    # they were left out without a word
+    cues = tmp_path / "cues.srt"
+    cues.write_text("1\n00:00:00,000 --> 00:00:00,900\nHello\n\n2\n00:00:01,000 --> 00:00:01,500\nWorld\n")
+    mkv, mp4 = tmp_path / "in.mkv", tmp_path / "in.mp4"
+    ffmpeg("-i", clips.bt709, "-i", cues, "-map", "0", "-map", "1", "-c", "copy", mkv)
+    ffmpeg("-i", clips.bt709, "-i", cues, "-map", "0", "-map", "1", "-c", "copy", "-c:s", "mov_text", mp4)
+
+    def edit(src, out, *extra):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(src), "-o", str(out), "--chain", "copy",
+                                 "--json", *extra], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout), result.stderr
+
+    summary, _ = edit(mkv, tmp_path / "out.mkv")
+    assert summary["subtitles"] == 1 and _kinds(tmp_path / "out.mkv") == ["video", "audio", "subtitle"]
+    assert _srt(tmp_path / "out.mkv") == _srt(mkv) and "World" in _srt(mkv)
+    summary, _ = edit(mp4, tmp_path / "out.mp4")  # MP4's own text subtitles
+    assert summary["subtitles"] == 1 and _srt(tmp_path / "out.mp4") == _srt(mp4)
+    # trimmed: a cue across the start is cut there, and the output still starts at 0
+    # (the audio packet across the start may begin a few ms before it: Matroska then starts all at that)
+    edit(mkv, tmp_path / "trim.mkv", "--start", "0.5s")
+    video_start = video_times(tmp_path / "trim.mkv")[0][0]
+    assert video_start < Fraction(1024, 48000)
+    with av.open(str(tmp_path / "trim.mkv")) as c:
+        s = c.streams.subtitles[0]
+        cues = [(round(float(p.pts * s.time_base - video_start), 2), round(float(p.duration * s.time_base), 2))
+                for p in c.demux(s) if p.size]
+    assert cues == [(0.0, 0.4), (0.5, 0.5)]
+    summary, _ = edit(mkv, tmp_path / "silent.mkv", "--audio", "drop")  # subtitles are not audio
+    assert summary["audio"] == "none" and _kinds(tmp_path / "silent.mkv") == ["video", "subtitle"]
+    summary, err = edit(mkv, tmp_path / "srt.mp4")  # SubRip does not go into MP4: said, not hidden
+    assert summary["subtitles"] == 0 and _kinds(tmp_path / "srt.mp4") == ["video", "audio"]
+    assert "subtitle stream #2 (srt) of" in err and "left out (a .mkv keeps it)" in err

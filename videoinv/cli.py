@@ -89,6 +89,8 @@ def _report(summary: dict, bar, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary))
     audio = f", audio {summary['audio']}" if "audio" in summary else ""
+    if summary.get("subtitles"):
+        audio += f", {summary['subtitles']} subtitle stream{'s' if summary['subtitles'] > 1 else ''} copied"
     extra = "".join(f"; {summary[k]}" for k in ("edited", "model", "note") if k in summary)
     rate = f"{summary['fps'] or 0:.1f} fps"
     if setup > 1.0 and setup > 0.2 * seconds and summary["fps_after_setup"]:

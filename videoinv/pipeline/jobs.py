@@ -30,18 +30,21 @@ from .runner import Pipeline, prefetch, timed, torch_threads
 log = logging.getLogger(__name__)
 
 
-def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> AudioPlan | None:
-    """``audio``: "copy" (the input's audio), "drop", or the path of a file to take audio from."""
-    if audio == "drop":
-        return None
-    if audio == "copy":
-        if not reader.info.has_audio:
-            return None
-        if reader.start is None and reader.end is None:
-            return AudioPlan(path=reader.path)  # every packet, timestamps unchanged
+def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPlan]:
+    """Where the output's audio and subtitles come from. ``audio``: "copy" (the input's audio),
+    "drop", or the path of a file to take audio from; the input's subtitles are copied in every
+    case (where the output's file type can store them)."""
+    subtitles = bool(reader.container.streams.subtitles)
+    if reader.start is None and reader.end is None:
+        timing = {}  # every packet, timestamps unchanged
+    else:
         start = first.time if reader.start is not None else None
-        return AudioPlan(path=reader.path, start=start, offset=start or 0.0, cut=True)
-    return AudioPlan(path=audio, cut=True, all_streams=False)  # checked by check_audio_file
+        timing = dict(start=start, offset=start or 0.0, cut=True)
+    own = AudioPlan(path=reader.path, audio=audio == "copy", subtitles=subtitles, **timing)
+    plans = [own] if (own.audio and reader.info.has_audio) or subtitles else []
+    if audio not in ("copy", "drop"):
+        plans.append(AudioPlan(path=audio, cut=True, all_streams=False))  # checked by check_audio_file
+    return plans
 
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
@@ -174,13 +177,15 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
             if writer is not None:
                 writer.abort(err)
             raise
+        tracks = [t for side in writer.audio for t in side.tracks]
+        sound = [t for t in tracks if t.kind == "audio"]
         return {"input": str(input), "output": str(output), "frames": writer.frames_written,
                 "passed_through": writer.frames_passed_through, "patched": writer.frames_patched,
                 "changed": writer.frames_changed, **({"uncovered": uncovered} if cache is not None else {}),
                 "width": writer.size[0], "height": writer.size[1], "codec": writer.options.codec,
                 "encoder": writer.encoder_options,
-                "audio": "none" if writer.audio is None else ("copied" if all(
-                    t.copy for t in writer.audio.tracks) else "re-encoded"),
+                "audio": "none" if not sound else "copied" if all(t.copy for t in sound) else "re-encoded",
+                "subtitles": len(tracks) - len(sound),
                 "busy_seconds": {k: round(v, 3) for k, v in pipeline.seconds.items()}}
 
 

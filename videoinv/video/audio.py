@@ -32,7 +32,9 @@ class AudioPlan:
     ``offset``: seconds subtracted from every timestamp (the trim start, so the output starts at 0);
     ``cut``: stop at the end of the video (a trimmed range, or a user's audio file); otherwise
     every packet is copied;
-    ``all_streams``: copy every audio stream (True for the input) or only the first.
+    ``all_streams``: copy every audio stream (True for the input) or only the first;
+    ``audio``: take audio streams at all (False: subtitles only);
+    ``subtitles``: also copy the subtitle streams the output's file type can store (the input's).
     """
 
     path: str
@@ -40,6 +42,8 @@ class AudioPlan:
     offset: float = 0.0
     cut: bool = False
     all_streams: bool = True
+    audio: bool = True
+    subtitles: bool = False
 
 
 def _can_copy(format_name: str, path: str, index: int) -> bool:
@@ -79,12 +83,13 @@ def audio_codec(format_name: str, path: str, index: int) -> str:
 
 
 class _Track:
-    """One audio stream of the source and its stream in the output."""
+    """One audio stream of the source (or a subtitle stream, copied) and its stream in the output."""
 
     def __init__(self, source, output, format_name: str, plan: AudioPlan):
-        self.source = source
+        self.source = source  # not to be touched once the mux is closed (PyAV crashes)
         self.plan = plan
-        codec = audio_codec(format_name, plan.path, source.index)
+        self.kind = source.type  # "audio" or "subtitle"
+        codec = "copy" if self.kind == "subtitle" else audio_codec(format_name, plan.path, source.index)
         self.copy = codec == "copy"
         if self.copy:
             self.out = output.add_stream_from_template(source)
@@ -127,17 +132,20 @@ class AudioMux:
         self.plan = plan
         self.output = output
         self.container = open_input(plan.path)
-        streams = list(self.container.streams.audio)
-        if not streams:
+        fmt = output.format.name
+        streams = list(self.container.streams.audio) if plan.audio else []
+        if not streams and plan.audio and not plan.all_streams:
             self.container.close()
-            if plan.all_streams:  # the input simply has no audio
-                self.tracks = []
-                self._packets = iter(())
-                return
             raise InputError(f"{plan.path} has no audio stream to use with --audio")
         if not plan.all_streams:
             streams = streams[:1]
-        fmt = output.format.name
+        if plan.subtitles:
+            streams += self._subtitles(fmt)
+        if not streams:  # the input simply has no audio (or subtitles)
+            self.container.close()
+            self.tracks = []
+            self._packets = iter(())
+            return
         # a fixed-rate file type (AVI) plays its audio as one run from the start, so the negative
         # start of AAC's priming packet means nothing there; left in, FFmpeg shifted the video
         # after its first frame by a tick to make room (an empty frame at 1/30 s, as the ffmpeg
@@ -153,6 +161,19 @@ class AudioMux:
         self._done = False
         self._ended: set[int] = set()  # tracks whose packets have passed self.end
         self.end: float | None = None  # output time at which to stop (set by finish)
+
+    def _subtitles(self, format_name: str) -> list:
+        """The subtitle streams of the source this file type can store as they are; the others
+        are left out with a warning (text subtitles cannot be converted here)."""
+        kept = []
+        for stream in self.container.streams.subtitles:
+            if _can_copy(format_name, self.plan.path, stream.index):
+                kept.append(stream)
+            else:
+                log.warning("subtitle stream #%d (%s) of %s cannot be stored in the output's file type (%s): "
+                            "left out (a .mkv keeps it)", stream.index, stream.codec_context.name, self.plan.path,
+                            format_name)
+        return kept
 
     def feed_until(self, seconds: float) -> None:
         """Mux every packet whose (output) time is <= ``seconds``."""
@@ -191,6 +212,13 @@ class AudioMux:
                 self._ended.add(track.source.index)
                 self._done = len(self._ended) == len(self.tracks)
                 return
+        if track.kind == "subtitle" and packet.pts is not None and packet.pts < track.shift:
+            # a cue running across the trim start begins at the new start (left negative, it moved
+            # the whole output later: a trimmed range would not start at 0)
+            cut = track.shift - packet.pts
+            if packet.duration:
+                packet.duration = max(1, packet.duration - cut)
+            packet.pts = packet.dts = track.shift
         if track.copy:
             if track.shift:
                 packet.pts = None if packet.pts is None else packet.pts - track.shift

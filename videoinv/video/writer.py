@@ -212,7 +212,8 @@ class Writer:
     ``rate``: nominal frame rate (for the container header and rate control);
     ``source``: the source's :class:`VideoInfo` (its primaries/transfer are kept; frames no
     stage changed are encoded from the decoded picture when colour, size and orientation allow);
-    ``audio``: an :class:`AudioPlan`, or None for no audio;
+    ``audio``: an :class:`AudioPlan` or a list of them (audio and subtitles from several files),
+    or None for neither;
     ``inputs``: files the output must never replace;
     ``offset``: seconds subtracted from every timestamp (video and audio), e.g. the start of a
     trimmed range so that the output starts at 0;
@@ -222,7 +223,7 @@ class Writer:
 
     def __init__(self, path: str | os.PathLike, width: int, height: int, time_base: Fraction,
                  rate: Fraction, options: EncodeOptions | None = None,
-                 source: VideoInfo | None = None, audio: AudioPlan | None = None,
+                 source: VideoInfo | None = None, audio: AudioPlan | list[AudioPlan] | None = None,
                  inputs=(), overwrite: bool = False, offset: Fraction = Fraction(0),
                  passthrough: bool = True):
         self.options = options or EncodeOptions()
@@ -279,7 +280,9 @@ class Writer:
         self.stream = stream
         self.time_base = time_base
         self.rate = rate
-        self.audio = AudioMux(self.container, audio) if audio is not None else None
+        self.audio: list[AudioMux] = []  # audio (and subtitles) to copy; abort closes those opened
+        for plan in [] if audio is None else [audio] if isinstance(audio, AudioPlan) else audio:
+            self.audio.append(AudioMux(self.container, plan))
         try:
             self.container.start_encoding()
         except av.error.FFmpegError as err:
@@ -418,8 +421,9 @@ class Writer:
 
     def _mux(self, packets) -> None:
         for packet in packets:
-            if self.audio is not None and packet.dts is not None:
-                self.audio.feed_until(float(packet.dts * packet.time_base))
+            if packet.dts is not None:
+                for side in self.audio:
+                    side.feed_until(float(packet.dts * packet.time_base))
             self.container.mux(packet)
 
     # -- finishing ------------------------------------------------------------------------------
@@ -429,9 +433,9 @@ class Writer:
             return
         try:
             self._mux(self.stream.encode(None))
-            if self.audio is not None:
-                end = float(self._end_pts * self.time_base) if self._end_pts is not None else None
-                self.audio.finish(end)
+            end = float(self._end_pts * self.time_base) if self._end_pts is not None else None
+            for side in self.audio:
+                side.finish(end)
             self.container.close()
         except BaseException as err:
             self.abort(err)
@@ -444,7 +448,7 @@ class Writer:
         if self._closed:
             return
         self._closed = True
-        for thing in (getattr(self, "audio", None), getattr(self, "container", None)):
+        for thing in (*getattr(self, "audio", ()), getattr(self, "container", None)):
             if thing is not None:
                 try:
                     thing.close()
