@@ -317,3 +317,10 @@ def test_subtitles_are_copied_where_the_file_type_can_hold_them(clips, tmp_path)
     summary, err = edit(mkv, tmp_path / "srt.mp4")  # SubRip does not go into MP4: said, not hidden
     assert summary["subtitles"] == 0 and _kinds(tmp_path / "srt.mp4") == ["video", "audio"]
     assert "subtitle stream #2 (srt) of" in err and "left out (a .mkv keeps it)" in err
+    # filter-file (the ffmpeg program around the raw pipe) keeps them the same way
+    for out, kinds in (("ff.mkv", ["video", "subtitle"]), ("ff.mp4", ["video"])):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(mkv), str(tmp_path / out),
+                                 "--audio", "drop"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert _kinds(tmp_path / out) == kinds and ("left out (a .mkv keeps it)" in result.stderr) == (out == "ff.mp4")
+    assert _srt(tmp_path / "ff.mkv") == _srt(mkv)

@@ -82,6 +82,21 @@ def audio_codec(format_name: str, path: str, index: int) -> str:
     return "copy" if _can_copy(format_name, path, index) else _transcode_codec(format_name)
 
 
+def copyable_subtitles(path: str, format_name: str) -> list[int]:
+    """Indices of the subtitle streams of ``path`` that a ``format_name`` file can store as they
+    are; the others are named in a warning (text subtitles are not converted here)."""
+    with av.open(str(path), metadata_errors="ignore") as source:
+        streams = [(s.index, s.codec_context.name) for s in source.streams.subtitles]
+    kept = []
+    for index, codec in streams:
+        if _can_copy(format_name, path, index):
+            kept.append(index)
+        else:
+            log.warning("subtitle stream #%d (%s) of %s cannot be stored in the output's file type (%s): "
+                        "left out (a .mkv keeps it)", index, codec, path, format_name)
+    return kept
+
+
 class _Track:
     """One audio stream of the source (or a subtitle stream, copied) and its stream in the output."""
 
@@ -163,17 +178,8 @@ class AudioMux:
         self.end: float | None = None  # output time at which to stop (set by finish)
 
     def _subtitles(self, format_name: str) -> list:
-        """The subtitle streams of the source this file type can store as they are; the others
-        are left out with a warning (text subtitles cannot be converted here)."""
-        kept = []
-        for stream in self.container.streams.subtitles:
-            if _can_copy(format_name, self.plan.path, stream.index):
-                kept.append(stream)
-            else:
-                log.warning("subtitle stream #%d (%s) of %s cannot be stored in the output's file type (%s): "
-                            "left out (a .mkv keeps it)", stream.index, stream.codec_context.name, self.plan.path,
-                            format_name)
-        return kept
+        keep = set(copyable_subtitles(self.plan.path, format_name))
+        return [stream for stream in self.container.streams.subtitles if stream.index in keep]
 
     def feed_until(self, seconds: float) -> None:
         """Mux every packet whose (output) time is <= ``seconds``."""

@@ -17,7 +17,7 @@ import re
 import shutil
 
 from ..errors import VideoinvError
-from .audio import TRANSCODE_BIT_RATE, audio_codec
+from .audio import TRANSCODE_BIT_RATE, audio_codec, copyable_subtitles
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
 from .writer import EncodeOptions, container_format, encoded_size, encoder_settings
 
@@ -79,15 +79,18 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     kwargs.update(color_primaries=PRIMARIES_NAMES.get(colour.primaries, "bt709"),
                   color_trc=TRC_NAMES.get(colour.trc, "bt709"))
     streams = [video]
+    fmt = container_format(target)
     if audio:
         streams.append(ffmpeg.input(source)["a"])
-        fmt = container_format(target)
         for i, stream in enumerate(info.audio):  # copied where the format can store it
             codec = audio_codec(fmt, source, stream.index)
             kwargs[f"c:a:{i}"] = codec
             if codec != "copy":
                 kwargs[f"b:a:{i}"] = str(TRANSCODE_BIT_RATE)
                 log.info("%s audio cannot be stored in this format; re-encoding it to %s", stream.codec, codec)
+    for i, index in enumerate(copyable_subtitles(source, fmt)):  # as edit does, whatever the audio
+        streams.append(ffmpeg.input(source)[str(index)])
+        kwargs[f"c:s:{i}"] = "copy"
     out = ffmpeg.output(*streams, target, **kwargs)
     return out.global_args(*_QUIET, "-y").compile(cmd=binary)
 
