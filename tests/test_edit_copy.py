@@ -324,3 +324,30 @@ def test_subtitles_are_copied_where_the_file_type_can_hold_them(clips, tmp_path)
         assert result.returncode == 0, result.stderr
         assert _kinds(tmp_path / out) == kinds and ("left out (a .mkv keeps it)" in result.stderr) == (out == "ff.mp4")
     assert _srt(tmp_path / "ff.mkv") == _srt(mkv)
+
+
+def test_file_tags_and_chapters_are_kept(clips, tmp_path):
+    # title, creation time and chapters were dropped (the ffmpeg program keeps them)
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\ntitle=Our clip\ncreation_time=2024-05-01T10:00:00Z\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=800\ntitle=Intro\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=800\nEND=2000\ntitle=Main\n")
+    src = tmp_path / "in.mkv"
+    ffmpeg("-i", clips.bt709, "-i", chapters, "-map", "0", "-map_metadata", "1", "-map_chapters", "1", "-c", "copy", src)
+    whole, trimmed = tmp_path / "whole.mkv", tmp_path / "trimmed.mkv"
+    _edit(src, whole)
+    _edit(src, trimmed, "--start", "0.5s")
+    probe = lambda path: json.loads(subprocess.run(  # noqa: E731
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters", "-show_format", str(path)],
+        check=True, capture_output=True).stdout)
+    tags = {k.lower(): v for k, v in probe(whole)["format"]["tags"].items()}
+    assert tags["title"] == "Our clip" and tags["creation_time"].startswith("2024-05-01T10:00:00")
+    marks = lambda path: [(c["tags"]["title"], round(float(c["start_time"]), 2), round(float(c["end_time"]), 2))  # noqa: E731
+                          for c in probe(path)["chapters"]]
+    assert marks(whole) == [("Intro", 0.0, 0.8), ("Main", 0.8, 2.0)]
+    # trimmed: the marks stay on the same pictures (the first frame kept is the source's 16th, at its
+    # time in the file: Matroska may start the video a few ms in), give or take Matroska's own shift
+    first = float(video_times(src)[0][15])
+    (_, s0, e0), (_, s1, e1) = marks(trimmed)
+    assert s0 == 0.0 and abs(e0 - (0.8 - first)) < 0.015 and s1 == e0 and abs(e1 - (2.0 - first)) < 0.015
+    assert [title for title, *_ in marks(trimmed)] == ["Intro", "Main"]

@@ -59,6 +59,8 @@ DEFAULT_PRESET = {"libx264": "veryfast", "libx264rgb": "veryfast"}
 _QUALITY_RANGE = {"crf": (0, 51), "cq": (0, 51)}
 _QUALITY_RANGE_OF = {"libsvtav1": (1, 63), "libvpx-vp9": (0, 63)}
 KNOWN_ENCODERS = tuple(_ENCODERS)
+# tags the muxer writes for itself (the source's would be wrong for the new file)
+_MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration"}
 _VARIABLE_FPS = 0x400  # FFmpeg's AVFMT_VARIABLE_FPS: the file type keeps each frame's timestamp
 
 
@@ -280,6 +282,8 @@ class Writer:
         self.stream = stream
         self.time_base = time_base
         self.rate = rate
+        if source is not None:
+            self._copy_tags(source.path)
         self.audio: list[AudioMux] = []  # audio (and subtitles) to copy; abort closes those opened
         for plan in [] if audio is None else [audio] if isinstance(audio, AudioPlan) else audio:
             self.audio.append(AudioMux(self.container, plan))
@@ -324,6 +328,25 @@ class Writer:
         self._end_pts: int | None = None
         self._shift = round(self.offset / self.time_base)
         self.frames_written = 0
+
+    def _copy_tags(self, path: str) -> None:
+        """The source's file-level tags (title, creation time, location ...) and chapters, as the
+        ffmpeg program keeps them; chapters move with a trimmed start and those before it go."""
+        try:
+            with av.open(str(path), metadata_errors="ignore") as source:
+                tags, chapters = dict(source.metadata), source.chapters()
+        except (av.error.FFmpegError, OSError):  # e.g. a raw pipe: nothing to copy
+            return
+        self.container.metadata.update({k: v for k, v in tags.items() if k.lower() not in _MUXER_TAGS})
+        kept = []
+        for chapter in chapters:
+            tb = Fraction(chapter["time_base"])
+            shift = round(self.offset / tb)
+            start, end = chapter["start"] - shift, chapter["end"] - shift
+            if end > 0:
+                kept.append(dict(chapter, start=max(0, start), end=end))
+        if kept:
+            self.container.set_chapters(kept)
 
     # -- writing --------------------------------------------------------------------------------
     def write(self, record: FrameRecord) -> None:
