@@ -351,3 +351,11 @@ def test_file_tags_and_chapters_are_kept(clips, tmp_path):
     (_, s0, e0), (_, s1, e1) = marks(trimmed)
     assert s0 == 0.0 and abs(e0 - (0.8 - first)) < 0.015 and s1 == e0 and abs(e1 - (2.0 - first)) < 0.015
     assert [title for title, *_ in marks(trimmed)] == ["Intro", "Main"]
+    # filter-file (the ffmpeg program around the raw pipe) too, with or without the audio
+    for audio in ("copy", "drop"):
+        out = tmp_path / f"ff-{audio}.mkv"
+        result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(src), str(out), "--audio", audio,
+                                 "-q"], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert {k.lower(): v for k, v in probe(out)["format"]["tags"].items()}["title"] == "Our clip"
+        assert marks(out) == [("Intro", 0.0, 0.8), ("Main", 0.8, 2.0)]

@@ -92,7 +92,15 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
         streams.append(ffmpeg.input(source)[str(index)])
         kwargs[f"c:s:{i}"] = "copy"
     out = ffmpeg.output(*streams, target, **kwargs)
-    return out.global_args(*_QUIET, "-y").compile(cmd=binary)
+    args = out.global_args(*_QUIET, "-y").compile(cmd=binary)
+    # the source's file tags and chapters, as edit keeps them: it is the second input (added
+    # where no stream is taken from it), and the raw pipe, the first, has none
+    pipe = args.index("pipe:")
+    if args[pipe + 1: pipe + 3] != ["-i", source]:
+        args[pipe + 1: pipe + 1] = ["-i", source]
+    at = len(args) - 1 - args[::-1].index(target)
+    args[at:at] = ["-map_metadata", "1", "-map_chapters", "1"]
+    return args
 
 
 def error_message(path: str) -> str:
