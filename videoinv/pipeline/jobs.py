@@ -15,7 +15,7 @@ from ..chain import Chain
 from ..errors import ChainError, InputError, OutputError, VideoinvError
 from ..files import atomic_output, check_output_path
 from ..registry import default_registry
-from ..video.audio import AudioPlan, check_audio_file
+from ..video.audio import AudioPlan, check_audio_file, has_subtitles
 from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, error_message
 from ..video.probe import describe
 from ..video.frame import FrameRecord
@@ -34,7 +34,7 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPla
     """Where the output's audio and subtitles come from. ``audio``: "copy" (the input's audio),
     "drop", or the path of a file to take audio from; the input's subtitles are copied in every
     case (where the output's file type can store them)."""
-    subtitles = bool(reader.container.streams.subtitles)
+    subtitles = has_subtitles(reader.path)
     if reader.start is None and reader.end is None:
         timing = {}  # every packet, timestamps unchanged
     else:

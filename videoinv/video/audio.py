@@ -82,6 +82,12 @@ def audio_codec(format_name: str, path: str, index: int) -> str:
     return "copy" if _can_copy(format_name, path, index) else _transcode_codec(format_name)
 
 
+def has_subtitles(path: str) -> bool:
+    """Whether ``path`` holds a subtitle stream (asked of the file: a plugin's reader may not use PyAV)."""
+    with av.open(str(path), metadata_errors="ignore") as source:
+        return bool(source.streams.subtitles)
+
+
 def copyable_subtitles(path: str, format_name: str) -> list[int]:
     """Indices of the subtitle streams of ``path`` that a ``format_name`` file can store as they
     are; the others are named in a warning (text subtitles are not converted here)."""
