@@ -359,3 +359,31 @@ def test_file_tags_and_chapters_are_kept(clips, tmp_path):
         assert result.returncode == 0, result.stderr
         assert {k.lower(): v for k, v in probe(out)["format"]["tags"].items()}["title"] == "Our clip"
         assert marks(out) == [("Intro", 0.0, 0.8), ("Main", 0.8, 2.0)]
+
+
+def test_a_picture_in_and_out(clips, tmp_path):
+    # .png and .jpg outputs were refused ("no container format 'png'")
+    source = read_all(clips.bt709)[10].image.astype(int)
+    png, jpg, again = tmp_path / "f10.png", tmp_path / "f10.jpg", tmp_path / "again.png"
+    _edit(clips.bt709, png, "--start", "10f", "--end", "11f")
+    _edit(clips.bt709, jpg, "--start", "10f", "--end", "11f")
+    (ours,) = read_all(png)
+    assert np.array_equal(ours.image, source)  # lossless, the frame as we decode it
+    _edit(png, again)  # a picture in, a picture out
+    assert np.array_equal(read_all(again)[0].image, source)
+    assert [s["codec_name"] for s in ffprobe(jpg)["streams"]] == ["mjpeg"]
+    theirs = ffmpeg_frames(jpg, 1280, 720)[0].astype(int)  # another decoder reads JPEG's colours the same
+    assert np.abs(theirs - source).mean() < 1.5 and abs((theirs - source).mean()) < 0.5
+
+    def refused(out, *args):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clips.bt709), "-o", str(out), "--chain",
+                                 "copy", *args], capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("videoinv: error: "), result.stderr
+        assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+        return lines[0]
+
+    assert "has 60 frames: pick one with --start and --end" in refused(tmp_path / "all.png")
+    assert "holds one frame, and a second came" in refused(tmp_path / "three.png", "--start", "5f", "--end", "8f")
+    assert "holds png pictures, not libx264" in refused(tmp_path / "h264.png", "--codec", "libx264", "--end", "1f")
+    assert "cannot hold the --audio" in refused(tmp_path / "sound.png", "--audio", str(clips.bt709), "--end", "1f")

@@ -95,7 +95,8 @@ def _report(summary: dict, bar, as_json: bool) -> None:
     rate = f"{summary['fps'] or 0:.1f} fps"
     if setup > 1.0 and setup > 0.2 * seconds and summary["fps_after_setup"]:
         rate += f"; {summary['fps_after_setup']:.1f} fps after {setup:.1f} s of start-up"
-    log.info("wrote %s: %d frames %dx%d %s%s in %.1f s (%s)%s", summary["output"], summary["frames"],
+    log.info("wrote %s: %d frame%s %dx%d %s%s in %.1f s (%s)%s", summary["output"], summary["frames"],
+             "" if summary["frames"] == 1 else "s",
              summary["width"], summary["height"], summary["codec"], audio, seconds, rate, extra)
 
 

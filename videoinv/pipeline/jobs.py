@@ -24,7 +24,7 @@ from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
 from ..video.timing import check_start, parse_range, parse_rate
-from ..video.writer import EncodeOptions, Writer, check_container, check_encode, default_codec
+from ..video.writer import EncodeOptions, Writer, check_container, check_encode, default_codec, is_image
 from .runner import Pipeline, prefetch, timed, torch_threads
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,19 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPla
     if audio not in ("copy", "drop"):
         plans.append(AudioPlan(path=audio, cut=True, all_streams=False))  # checked by check_audio_file
     return plans
+
+
+def _check_picture(input, output, audio: str, start, end) -> None:
+    """A picture output (.png, .jpg) holds one frame and no sound: refuse, before any work, a
+    video given whole or an audio file."""
+    name = Path(output).name
+    if audio not in ("copy", "drop"):
+        raise OutputError(f"{name} is a picture: it cannot hold the --audio {audio}; leave --audio out")
+    if start is None and end is None and Path(input).is_file():
+        info = describe(input)
+        if info.frame_count > 1:
+            raise OutputError(f"{name} is a picture and {input} has {info.frame_count} frames: pick one with "
+                              "--start and --end (e.g. --start 60f --end 61f), or use a .mp4, .mkv, .mov or .webm name")
 
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
@@ -119,6 +132,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     encode = encode or EncodeOptions(codec=default_codec(output))
     check_encode(encode)  # before the models load and the frames are decoded
     check_container(output, encode.codec)  # audio it cannot store is re-encoded
+    if is_image(output):
+        _check_picture(input, output, audio, start, end)
     if chain is None and (edits or model or options):
         from ..edit.recipe import EditOptions
 
@@ -161,7 +176,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                         # a trimmed range starts at 0 in the output; otherwise timestamps are kept
                         offset = record.pts * info.time_base if trimmed else Fraction(0)
                         writer = Writer(output, info.width, info.height, info.time_base, info.fps, encode,
-                                        info, _audio_plan(audio, reader, record), inputs=[input, *audio_inputs],
+                                        info, [] if is_image(output) else _audio_plan(audio, reader, record),
+                                        inputs=[input, *audio_inputs],
                                         overwrite=overwrite, offset=offset, passthrough=passthrough)
                     writer.write(record)
                     pipeline.seconds["encode"] += time.perf_counter() - t

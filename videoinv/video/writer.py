@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import av
@@ -47,7 +47,11 @@ _ENCODERS = {
     "av1_nvenc": ("yuv420p", "cq", "nvenc"),
     "libsvtav1": ("yuv420p", "crf", None),
     "libvpx-vp9": ("yuv420p", "crf", None),
+    "png": ("rgb24", None, None),
+    "mjpeg": ("yuvj444p", None, None),
 }
+# still-image outputs: one frame, written by FFmpeg's image2 muxer with the extension's encoder
+IMAGE_ENCODERS = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg"}
 # the preset when none is given. x264's veryfast: at CRF 18 it encodes 720p about twice as fast
 # as medium (benchmarks/encode_presets.py: 87 against 48 fps on the sample clip, 80 against 32
 # on noisy footage, 2 cores) at a bitrate within 10% and a PSNR at most 1.3 dB lower (48.0 against
@@ -154,6 +158,8 @@ def encoder_settings(opts: EncodeOptions) -> tuple[str, dict[str, str]]:
         options["preset"] = preset
     if codec == "libvpx-vp9":
         options["b"] = "0"  # constant quality
+    if codec == "mjpeg":  # fixed quantiser 2 (ffmpeg -q:v 2): a photo's quality, not a 200 kb/s stream's
+        options.update(flags="+qscale", global_quality=str(2 * 118))
     options.update({str(k): str(v) for k, v in opts.extra.items()})
     if codec == "libx265":  # x265 prints a 20-line banner straight to stderr, even with -q
         level = "info" if logging.getLogger("videoinv").isEnabledFor(logging.DEBUG) else "error"
@@ -230,6 +236,9 @@ class Writer:
                  passthrough: bool = True):
         self.options = options or EncodeOptions()
         self.path = str(path)
+        self.image = is_image(path)
+        if self.options.codec == "mjpeg":  # JPEG (JFIF) is BT.601 at full range, whatever a video would use
+            self.options = replace(self.options, matrix="bt601", range="pc")
         self.offset = Fraction(offset)
         self._allow_passthrough = passthrough
         self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite)
@@ -250,7 +259,8 @@ class Writer:
         self.src_size = (width, height)
         self.size = encoded_size(width, height, pix_fmt, self.options.odd)
         try:
-            self.container = av.open(str(self.tmp), "w", format=container_format(self.path))
+            self.container = av.open(str(self.tmp), "w", format=container_format(self.path),
+                                     options={"update": "1"} if self.image else None)  # one file, not a series
         except (av.error.FFmpegError, ValueError) as err:
             raise OutputError(f"cannot write {self.path}: {err}; use a .mp4, .mkv, .mov or .webm name") from None
         # a file type without per-frame timestamps (AVI) plays frame n at n / rate: given the source's
@@ -351,6 +361,10 @@ class Writer:
     # -- writing --------------------------------------------------------------------------------
     def write(self, record: FrameRecord) -> None:
         """Encode one frame at its own timestamp."""
+        if self.image and self.frames_written:
+            raise OutputError(f"{os.path.basename(self.path)} is a picture: it holds one frame, and a second came; "
+                              f"pick one with --start and --end (e.g. --start {record.index - 1}f --end "
+                              f"{record.index}f) or {_VIDEO_NAMES}")
         self.frames_changed += bool(record.changed)
         if self._passthrough and record.source is not None and not record.changed:
             frame = self._from_source(record.source)
@@ -492,7 +506,14 @@ class Writer:
 def container_format(path: str | os.PathLike) -> str | None:
     """The muxer for the target's extension (the temporary name ends in .partial.<ext> too)."""
     ext = os.path.splitext(str(path))[1].lower().lstrip(".")
+    if is_image(path):
+        return "image2"
     return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts"}.get(ext, ext or None)
+
+
+def is_image(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a still image (.png, .jpg): one frame, no audio."""
+    return os.path.splitext(str(path))[1].lower() in IMAGE_ENCODERS
 
 
 _VIDEO_NAMES = "use a .mp4, .mkv, .mov or .webm name"
@@ -501,6 +522,8 @@ _VIDEO_NAMES = "use a .mp4, .mkv, .mov or .webm name"
 def default_codec(path: str | os.PathLike) -> str:
     """The encoder when the user names none: libx264, or VP9 where the container takes only
     VP8/VP9/AV1 (.webm), as the ffmpeg program picks by extension."""
+    if is_image(path):
+        return IMAGE_ENCODERS[os.path.splitext(str(path))[1].lower()]
     return "libvpx-vp9" if container_format(path) == "webm" else "libx264"
 
 
@@ -510,6 +533,11 @@ def check_container(path: str | os.PathLike, codec: str, audio: str | None = Non
     codec this FFmpeg build does not know (the ffmpeg program's own) is left to the encoder."""
     name, fmt = os.path.basename(str(path)), container_format(path)
     ext = os.path.splitext(name)[1].lower()
+    if is_image(path):
+        if codec != IMAGE_ENCODERS[ext]:
+            raise OutputError(f"a {ext} file holds {IMAGE_ENCODERS[ext]} pictures, not {codec}: leave --codec out, "
+                              f"or {_VIDEO_NAMES}")
+        return
     if fmt is None:
         raise OutputError(f"cannot write {name}: it has no extension to choose the file type; {_VIDEO_NAMES}")
     try:
