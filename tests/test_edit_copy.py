@@ -387,3 +387,14 @@ def test_a_picture_in_and_out(clips, tmp_path):
     assert "holds one frame, and a second came" in refused(tmp_path / "three.png", "--start", "5f", "--end", "8f")
     assert "holds png pictures, not libx264" in refused(tmp_path / "h264.png", "--codec", "libx264", "--end", "1f")
     assert "cannot hold the --audio" in refused(tmp_path / "sound.png", "--audio", str(clips.bt709), "--end", "1f")
+    # filter-file (the ffmpeg program around the raw pipe) writes pictures the same way
+    ff = tmp_path / "ff.jpg"
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(png), str(ff), "-q"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    theirs = ffmpeg_frames(ff, 1280, 720)[0].astype(int)
+    assert np.abs(theirs - source).mean() < 1.5 and abs((theirs - source).mean()) < 0.5
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(tmp_path / "x.png")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and "pick one with 'videoinv edit' and its --start and --end" in result.stderr
+    assert not (tmp_path / "x.png").exists()

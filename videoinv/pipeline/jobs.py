@@ -24,7 +24,8 @@ from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
 from ..video.timing import check_start, parse_range, parse_rate
-from ..video.writer import EncodeOptions, Writer, check_container, check_encode, default_codec, is_image
+from ..video.writer import (EncodeOptions, Writer, check_container, check_encode, default_codec, is_image,
+                            jpeg_colours)
 from .runner import Pipeline, prefetch, timed, torch_threads
 
 log = logging.getLogger(__name__)
@@ -47,17 +48,18 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPla
     return plans
 
 
-def _check_picture(input, output, audio: str, start, end) -> None:
+def _check_picture(input, output, audio: str, start, end, ranged: bool = True) -> None:
     """A picture output (.png, .jpg) holds one frame and no sound: refuse, before any work, a
-    video given whole or an audio file."""
+    video given whole or an audio file. ``ranged``: the command takes --start/--end."""
     name = Path(output).name
     if audio not in ("copy", "drop"):
         raise OutputError(f"{name} is a picture: it cannot hold the --audio {audio}; leave --audio out")
     if start is None and end is None and Path(input).is_file():
         info = describe(input)
         if info.frame_count > 1:
+            pick = "--start and --end" if ranged else "'videoinv edit' and its --start and --end"
             raise OutputError(f"{name} is a picture and {input} has {info.frame_count} frames: pick one with "
-                              "--start and --end (e.g. --start 60f --end 61f), or use a .mp4, .mkv, .mov or .webm name")
+                              f"{pick} (e.g. --start 60f --end 61f), or use a .mp4, .mkv, .mov or .webm name")
 
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
@@ -249,6 +251,9 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     check_output_path(target, [source], overwrite)
     check_encode(encode, encoder=False)  # the ffmpeg program's own encoders may differ from ours
     check_container(target, encode.codec)
+    if is_image(target):
+        _check_picture(source, target, "drop", None, None, ranged=False)
+        encode = jpeg_colours(encode)
     info = describe(source)
     size = (info.width, info.height)
     with atomic_output(target, [source], overwrite) as tmp, \
@@ -256,7 +261,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
         dec_cmd = decode_command(builder, source, info, binary)
         enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
-                                 audio == "copy" and info.has_audio, binary)
+                                 audio == "copy" and info.has_audio and not is_image(target), binary)
         log.debug("decoder: %s", " ".join(dec_cmd))
         log.debug("encoder: %s", " ".join(enc_cmd))
         dec_log, enc_log = os.path.join(logs, "decode.log"), os.path.join(logs, "encode.log")

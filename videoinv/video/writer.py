@@ -237,8 +237,7 @@ class Writer:
         self.options = options or EncodeOptions()
         self.path = str(path)
         self.image = is_image(path)
-        if self.options.codec == "mjpeg":  # JPEG (JFIF) is BT.601 at full range, whatever a video would use
-            self.options = replace(self.options, matrix="bt601", range="pc")
+        self.options = jpeg_colours(self.options)
         self.offset = Fraction(offset)
         self._allow_passthrough = passthrough
         self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite)
@@ -509,6 +508,12 @@ def container_format(path: str | os.PathLike) -> str | None:
     if is_image(path):
         return "image2"
     return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts"}.get(ext, ext or None)
+
+
+def jpeg_colours(opts: EncodeOptions) -> EncodeOptions:
+    """``opts``, with JPEG's own colours for the mjpeg encoder: JFIF readers take BT.601 at full
+    range, whatever a video would use."""
+    return replace(opts, matrix="bt601", range="pc") if opts.codec == "mjpeg" else opts
 
 
 def is_image(path: str | os.PathLike) -> bool:
