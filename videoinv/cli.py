@@ -46,7 +46,8 @@ def _quality_options(func):
 
     func = click.option("--preset", type=click.Choice(X264_PRESETS), default=None,
                         help="speed/size trade-off [default: veryfast for x264, else medium]")(func)
-    return click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 18]")(func)
+    return click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 18; for "
+                        "mpeg4, mpeg1/2video and JPEG the quantiser, 1-31, default 2]")(func)
 
 
 def _encode_options(func):
@@ -521,7 +522,8 @@ def _probe_table(info):
 @click.option("--select", type=click.Choice(["all", "largest"]), default="all", show_default=True)
 @click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
 @click.option("--end", default=None, help="stop before this time or frame (exclusive)")
-@click.option("--crf", type=int, default=20, show_default=True)
+@click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 20 for x264, else the "
+              "encoder's own]")
 @click.option("--preset", default="veryfast", show_default=True)
 @click.option("-y", "--overwrite", is_flag=True, help="replace the outputs if they exist")
 @_common
@@ -541,6 +543,8 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
     detector = options.detector_name()  # auto: the faces an edit would see, from the same detector
     chain = (f"detect=every={every}:model={detector}:select={select},"
              f"align=size=256:crops=no:smooth={smooth},annotate=segments={'+'.join(options.segments)}")
+    codec = default_codec(output)
+    crf = 20 if crf is None and codec == "libx264" else crf  # a picture (.jpg) takes its encoder's own
     log_cm = _track_log(json_path, input, output, overwrite)
     with log_cm as tracks, FrameProgress(f"inspect {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         def on_frame(record):
@@ -549,7 +553,7 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
                 tracks.add(record)
 
         summary = edit_video(input, output, chain, start=start, end=end, overwrite=overwrite,
-                             encode=EncodeOptions(codec=default_codec(output), crf=crf, preset=preset), on_frame=on_frame,
+                             encode=EncodeOptions(codec=codec, crf=crf, preset=preset), on_frame=on_frame,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
     _report(summary, bar, False)
     if tracks is not None:
