@@ -149,7 +149,7 @@ def check_audio_file(path) -> None:
 class AudioMux:
     """Copies (or re-encodes) audio packets into ``output`` up to a given time, on demand."""
 
-    def __init__(self, output: av.container.OutputContainer, plan: AudioPlan):
+    def __init__(self, output: av.container.OutputContainer, plan: AudioPlan, from_zero: bool = False):
         self.plan = plan
         self.output = output
         self.container = open_input(plan.path)
@@ -167,11 +167,11 @@ class AudioMux:
             self.tracks = []
             self._packets = iter(())
             return
-        # a fixed-rate file type (AVI) plays its audio as one run from the start, so the negative
-        # start of AAC's priming packet means nothing there; left in, FFmpeg shifted the video
-        # after its first frame by a tick to make room (an empty frame at 1/30 s, as the ffmpeg
-        # program's own AVI output has)
-        self._from_zero = not output.format.flags & 0x400  # AVFMT_VARIABLE_FPS
+        # ``from_zero``: the output is a fixed-rate file type (AVI), which plays its audio as one run
+        # from the start, so the negative start of AAC's priming packet means nothing there; left
+        # in, FFmpeg shifted the video after its first frame by a tick to make room (an empty frame
+        # at 1/30 s, as the ffmpeg program's own AVI output has)
+        self._from_zero = from_zero
         self.tracks = [_Track(s, output, fmt, plan) for s in streams]
         self._by_index = {t.source.index: t for t in self.tracks}
         if plan.start:

@@ -242,10 +242,9 @@ class Writer:
                  source: VideoInfo | None = None, audio: AudioPlan | list[AudioPlan] | None = None,
                  inputs=(), overwrite: bool = False, offset: Fraction = Fraction(0),
                  passthrough: bool = True):
-        self.options = options or EncodeOptions()
+        self.options = jpeg_colours(options or EncodeOptions())
         self.path = str(path)
         self.image = is_image(path)
-        self.options = jpeg_colours(self.options)
         self.offset = Fraction(offset)
         self._allow_passthrough = passthrough
         self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite)
@@ -303,7 +302,7 @@ class Writer:
             self._copy_tags(source.path)
         self.audio: list[AudioMux] = []  # audio (and subtitles) to copy; abort closes those opened
         for plan in [] if audio is None else [audio] if isinstance(audio, AudioPlan) else audio:
-            self.audio.append(AudioMux(self.container, plan))
+            self.audio.append(AudioMux(self.container, plan, from_zero=self.fixed_rate))
         try:
             self.container.start_encoding()
         except av.error.FFmpegError as err:
@@ -512,9 +511,9 @@ class Writer:
 
 def container_format(path: str | os.PathLike) -> str | None:
     """The muxer for the target's extension (the temporary name ends in .partial.<ext> too)."""
-    ext = os.path.splitext(str(path))[1].lower().lstrip(".")
     if is_image(path):
         return "image2"
+    ext = os.path.splitext(str(path))[1].lower().lstrip(".")
     return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts"}.get(ext, ext or None)
 
 
