@@ -17,7 +17,22 @@ from .orientation import orientation_op, parse_display_matrix, swaps_axes
 
 log = logging.getLogger(__name__)
 
-_DISPLAYMATRIX = av.sidedata.sidedata.Type.DISPLAYMATRIX
+_SIDE_DATA = av.sidedata.sidedata.Type
+_DISPLAYMATRIX = _SIDE_DATA.DISPLAYMATRIX
+
+
+def _unknown_side_data(cls, value):
+    """A frame side-data type newer than PyAV's list: FFmpeg 8 attaches EXIF (type 31) to every
+    JPEG or TIFF frame that has it, and listing a frame's side data then raised ValueError (an
+    internal error on any camera photo). It becomes a member of its own, which nothing reads."""
+    if not isinstance(value, int):
+        return None
+    member = object.__new__(cls)
+    member._name_, member._value_ = f"TYPE_{value}", value
+    return cls._value2member_map_.setdefault(value, member)
+
+
+_SIDE_DATA._missing_ = classmethod(_unknown_side_data)
 
 
 def open_input(path: str | os.PathLike) -> av.container.InputContainer:
@@ -28,12 +43,27 @@ def open_input(path: str | os.PathLike) -> av.container.InputContainer:
     if p.is_dir():
         raise InputError(f"input is a directory, not a video file: {p}")
     try:
-        return av.open(str(p), metadata_errors="ignore")
+        container = av.open(str(p), metadata_errors="ignore")
+        if container.format.name == "image2":
+            container = _as_picture_pipe(container, p)
+        return container
     except PermissionError:
         raise InputError(f"cannot read {p}: permission denied") from None
     except av.error.FFmpegError as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise InputError(f"cannot read {p}: {reason}; is it a complete, valid video file?") from None
+
+
+def _as_picture_pipe(container, path: Path):
+    """FFmpeg reads some pictures (many a plain JPEG) with its image-sequence demuxer, which cannot
+    go back to the start once read: after the probe's first decode the picture had no frames
+    left ("no frames to write"). The picture's own demuxer (jpeg_pipe, ...) can."""
+    codec = container.streams.video[0].codec_context.name if container.streams.video else None
+    name = {"mjpeg": "jpeg_pipe"}.get(codec, f"{codec}_pipe")
+    if name not in av.formats_available:
+        return container
+    container.close()
+    return av.open(str(path), format=name, metadata_errors="ignore")
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -160,6 +190,11 @@ def missing_packets(container, stream) -> list[int]:
     return [e.timestamp for e in entries if e.pos >= 0 and e.pos + e.size > size]
 
 
+def _is_picture(container) -> bool:
+    """A still picture (.png, .jpg, .webp, .tif, .bmp) read by an image demuxer."""
+    return container.format.name.endswith("_pipe") or container.format.name == "image2"
+
+
 def is_vfr_from_pts(pts: list[int]) -> bool:
     """Whether frame intervals differ by more than 1% (and one tick) from each other."""
     if len(pts) < 3:
@@ -197,7 +232,7 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
     vduration = float(stream.duration * tb) if stream.duration else duration
     start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
     missing = missing_packets(container, stream)
-    if scan:
+    if scan or _is_picture(container):  # a picture file has no duration to count frames from: it has one
         pts = scan_video_packets(container, stream)
         count, exact, vfr = len(pts), True, is_vfr_from_pts(pts)
         if missing and stream.frames:  # cut short: the index counts the frames (the missing ones too)
