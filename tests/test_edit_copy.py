@@ -414,6 +414,28 @@ def test_a_picture_in_and_out(clips, tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("ext, codec", [(".webp", "webp"), (".tif", "tiff"), (".bmp", "bmp")])
+def test_lossless_pictures_of_other_kinds(clips, tmp_path, ext, codec):
+    # .png and .jpg were the only pictures: .webp, .tif and .bmp were refused
+    source = read_all(clips.bt709)[10].image.astype(int)
+    out = tmp_path / f"f10{ext}"
+    _edit(clips.bt709, out, "--start", "10f", "--end", "11f")
+    assert [s["codec_name"] for s in ffprobe(out)["streams"]] == [codec]
+    assert np.array_equal(ffmpeg_frames(out, 1280, 720)[0], source)  # lossless, as another decoder reads it
+    back = tmp_path / f"back{ext}"  # and read as an input: one frame, the same pixels
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(out), "-o", str(back), "--chain", "copy"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert np.array_equal(read_all(back)[0].image, source)
+    # the summary speaks of a picture: no frame rate, no sound, no colour guesses for RGB
+    assert f"a 1280x720 {codec if codec != 'webp' else 'libwebp'} picture" in result.stderr
+    assert "audio" not in result.stderr and "fps" not in result.stderr and "colour tags" not in result.stderr
+    assert json.loads(subprocess.run([sys.executable, "-m", "videoinv", "probe", str(out), "--json"],
+                                     capture_output=True, text=True, check=True).stdout)["frame_count"] == 1
+    if ext == ".tif":  # compressed without loss (FFmpeg's default, PackBits, left a photo at full size)
+        assert out.stat().st_size < 0.6 * 1280 * 720 * 3
+
+
 @pytest.mark.parametrize("orientation, transpose", [(None, None), (1, None), (6, "ROTATE_270"), (7, "TRANSVERSE")])
 def test_photos_and_camera_photos_with_exif_are_read_upright(tmp_path, orientation, transpose):
     # FFmpeg 8 attaches a camera JPEG's EXIF to its frame, a side-data type PyAV does not list:

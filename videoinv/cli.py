@@ -89,16 +89,22 @@ def _report(summary: dict, bar, as_json: bool) -> None:
                    setup_seconds=round(setup, 3), fps_after_setup=round(summary["frames"] / run, 2) if run > 0 else None)
     if as_json:
         click.echo(json.dumps(summary))
-    audio = f", audio {summary['audio']}" if "audio" in summary else ""
+    from .video.writer import is_image
+
+    picture = summary["frames"] == 1 and is_image(summary["output"])  # no sound, no frame rate to speak of
+    audio = f", audio {summary['audio']}" if "audio" in summary and not picture else ""
     if summary.get("subtitles"):
         audio += f", {summary['subtitles']} subtitle stream{'s' if summary['subtitles'] > 1 else ''} copied"
     extra = "".join(f"; {summary[k]}" for k in ("edited", "model", "note") if k in summary)
-    rate = f"{summary['fps'] or 0:.1f} fps"
-    if setup > 1.0 and setup > 0.2 * seconds and summary["fps_after_setup"]:
-        rate += f"; {summary['fps_after_setup']:.1f} fps after {setup:.1f} s of start-up"
-    log.info("wrote %s: %d frame%s %dx%d %s%s in %.1f s (%s)%s", summary["output"], summary["frames"],
-             "" if summary["frames"] == 1 else "s",
-             summary["width"], summary["height"], summary["codec"], audio, seconds, rate, extra)
+    size = f"{summary['width']}x{summary['height']} {summary['codec']}"
+    if picture:
+        what, rate = f"a {size} picture", f"{setup:.1f} s of it start-up" if setup > 1.0 else ""
+    else:
+        what = f"{summary['frames']} frame{'' if summary['frames'] == 1 else 's'} {size}"
+        rate = f"{summary['fps'] or 0:.1f} fps"
+        if setup > 1.0 and setup > 0.2 * seconds and summary["fps_after_setup"]:
+            rate += f"; {summary['fps_after_setup']:.1f} fps after {setup:.1f} s of start-up"
+    log.info("wrote %s: %s%s in %.1f s%s%s", summary["output"], what, audio, seconds, f" ({rate})" if rate else "", extra)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

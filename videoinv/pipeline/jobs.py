@@ -49,7 +49,7 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPla
 
 
 def _check_picture(input, output, audio: str, start, end, ranged: bool = True) -> None:
-    """A picture output (.png, .jpg) holds one frame and no sound: refuse, before any work, a
+    """A picture output (.png, .jpg, ...) holds one frame and no sound: refuse, before any work, a
     video given whole or an audio file. ``ranged``: the command takes --start/--end."""
     name = Path(output).name
     if audio not in ("copy", "drop"):

@@ -84,7 +84,8 @@ class Reader:
             whole = weakref.WeakMethod(self.to_rgb)
             self.regions = RegionConverter(colour.matrix, colour.range, self.info.orientation,
                                            lambda frame: whole()(frame))
-        if colour.assumed:
+        if {"matrix", "range"} & set(colour.assumed):  # what decoding depends on (untagged primaries and
+            # transfer only tag the output; a picture's RGB, or JPEG's BT.601 full range, is implied)
             log.info("%s: colour tags missing, assuming %s", self.path, colour.describe())
         if self.info.missing_frames:
             self._check_truncation()

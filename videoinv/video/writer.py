@@ -48,6 +48,11 @@ _ENCODERS = {
     "libsvtav1": ("yuv420p", "crf", None),
     "libvpx-vp9": ("yuv420p", "crf", None),
     "png": ("rgb24", None, None),
+    # the other pictures, lossless too: WebP in its lossless mode (from 8-bit RGB; its lossy mode
+    # keeps a quarter of the colour, as 4:2:0 does), TIFF (Deflate) and BMP in their RGB orders
+    "libwebp": ("bgra", None, None),
+    "tiff": ("rgb24", None, None),
+    "bmp": ("bgr24", None, None),
     "mjpeg": ("yuvj444p", "qscale", None),
     # MPEG-4 part 2 and MPEG-1/2 take a fixed quantiser (ffmpeg -q:v); by default they ran at
     # 200 kb/s, 33 dB on the sample clip where x264 at CRF 18 gives 42
@@ -56,7 +61,8 @@ _ENCODERS = {
     "mpeg1video": ("yuv420p", "qscale", None),
 }
 # still-image outputs: one frame, written by FFmpeg's image2 muxer with the extension's encoder
-IMAGE_ENCODERS = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg"}
+IMAGE_ENCODERS = {".png": "png", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".webp": "libwebp", ".tif": "tiff",
+                  ".tiff": "tiff", ".bmp": "bmp"}
 # the preset when none is given. x264's veryfast: at CRF 18 it encodes 720p about twice as fast
 # as medium (benchmarks/encode_presets.py: 87 against 48 fps on the sample clip, 80 against 32
 # on noisy footage, 2 cores) at a bitrate within 10% and a PSNR at most 1.3 dB lower (48.0 against
@@ -168,6 +174,10 @@ def encoder_settings(opts: EncodeOptions) -> tuple[str, dict[str, str]]:
         options["preset"] = preset
     if codec == "libvpx-vp9":
         options["b"] = "0"  # constant quality
+    if codec in ("libwebp", "libwebp_anim"):
+        options["lossless"] = "1"
+    if codec == "tiff":  # FFmpeg's default, PackBits, saves nothing on a photo: Deflate is a fifth of it
+        options["compression_algo"] = "deflate"
     options.update({str(k): str(v) for k, v in opts.extra.items()})
     if codec == "libx265":  # x265 prints a 20-line banner straight to stderr, even with -q
         level = "info" if logging.getLogger("videoinv").isEnabledFor(logging.DEBUG) else "error"
@@ -524,7 +534,7 @@ def jpeg_colours(opts: EncodeOptions) -> EncodeOptions:
 
 
 def is_image(path: str | os.PathLike) -> bool:
-    """Whether ``path`` names a still image (.png, .jpg): one frame, no audio."""
+    """Whether ``path`` names a still image (.png, .jpg, .webp, .tif, .bmp): one frame, no audio."""
     return os.path.splitext(str(path))[1].lower() in IMAGE_ENCODERS
 
 
