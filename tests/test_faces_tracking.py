@@ -135,6 +135,12 @@ def test_selection_largest_ids_and_reference(face_clips, tmp_path):
     mine = tracked(path, f"detect=ref='{ref}'")
     assert {f.track_id for r in mine for f in r.faces} <= {0, 1} and any(r.faces for r in mine)
     assert all(len(r.faces) <= 1 for r in mine)  # the nearest track only
+    # a camera-sized photo (its face found on a copy scaled down, its descriptor taken at full size)
+    big = tmp_path / "me-big.jpg"
+    cv2.imwrite(str(big), cv2.resize(data.astronaut()[:, :, ::-1], (3000, 3000), interpolation=cv2.INTER_CUBIC))
+    from videoinv.faces.stages import _reference_descriptor
+
+    assert np.linalg.norm(_reference_descriptor(str(big)) - _reference_descriptor(str(ref))) < 0.1  # 0.6: same person
     coffee = tmp_path / "coffee.png"
     cv2.imwrite(str(coffee), data.coffee())
     with pytest.raises(Exception, match="no face found"):

@@ -156,7 +156,9 @@ def _reference_descriptor(path: str) -> np.ndarray:
     rgb = np.ascontiguousarray(image[:, :, ::-1])
     from .detect import HogDetector
 
-    found = HogDetector(detect_size=max(rgb.shape[:2]), upsample=1, threshold=0.0).detect(rgb)
+    # found on a copy at most 1024 pixels across (a 12-megapixel phone photo took 6-8 s at its own
+    # size, for a face that is large in it); the landmarks and descriptor use the photo itself
+    found = HogDetector(detect_size=1024, upsample=1, threshold=0.0).detect(rgb)
     if not found:
         raise VideoinvError(f"no face found in the reference image {path}; use a clear, frontal photo")
     best = max(found, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
