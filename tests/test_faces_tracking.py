@@ -154,3 +154,31 @@ def test_cnn_detector_finds_the_face_too():
 
     found = CnnDetector(detect_size=512).detect(data.astronaut())
     assert len(found) == 1 and found[0].box[0] < 220 < found[0].box[2] and found[0].box[1] < 121 < found[0].box[3]
+
+
+def test_inspect_previews_the_faces_edit_would_take(face_clips, tmp_path):
+    # inspect took --select all|largest where edit takes --faces all|largest|ids: the ids that
+    # inspect shows could not be previewed
+    import json
+    import subprocess
+    import sys
+
+    path, _ = face_clips["crossing"]
+
+    def inspect(name, *args):
+        tracks = tmp_path / f"{name}.json"
+        result = subprocess.run([sys.executable, "-m", "videoinv", "inspect", str(path), "-o", str(tmp_path / f"{name}.mp4"),
+                                 "--json", str(tracks), "-q", *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return [sorted(f["id"] for f in frame["faces"]) for frame in json.loads(tracks.read_text())["frames"]]
+
+    every = inspect("all")
+    assert {i for frame in every for i in frame} == {0, 1}
+    assert inspect("one", "--faces", "1") == [[i for i in frame if i == 1] for frame in every]
+    largest = inspect("largest", "--faces", "largest")
+    assert all(len(frame) <= 1 for frame in largest) and sum(map(len, largest)) > 0
+    assert inspect("old", "--select", "largest") == largest  # the old spelling still works
+    bad = subprocess.run([sys.executable, "-m", "videoinv", "inspect", str(path), "-o", str(tmp_path / "bad.mp4"),
+                          "--faces", "biggest"], capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.startswith("videoinv: error: bad faces 'biggest'") and \
+        len(bad.stderr.strip().splitlines()) == 1

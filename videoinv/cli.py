@@ -525,7 +525,9 @@ def _probe_table(info):
               "when its weights are present, else hog)")
 @click.option("--smooth", type=click.Choice(["stream", "offline", "none"]), default="stream", show_default=True)
 @click.option("--segments", default="face", show_default=True, help="mask outlines to draw, e.g. mouth+eyes")
-@click.option("--select", type=click.Choice(["all", "largest"]), default="all", show_default=True)
+@click.option("--faces", default="all", show_default=True,
+              help="all, largest, or track ids (0,2): the faces 'edit --faces' would edit")
+@click.option("--select", type=click.Choice(["all", "largest"]), default=None, hidden=True)  # --faces' old name
 @click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
 @click.option("--end", default=None, help="stop before this time or frame (exclusive)")
 @click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 20 for x264, else the "
@@ -533,7 +535,7 @@ def _probe_table(info):
 @click.option("--preset", default="veryfast", show_default=True)
 @click.option("-y", "--overwrite", is_flag=True, help="replace the outputs if they exist")
 @_common
-def inspect(input, output, json_path, every, detector, smooth, segments, select, start, end, crf, preset,
+def inspect(input, output, json_path, every, detector, smooth, segments, faces, select, start, end, crf, preset,
             overwrite, quiet):
     """Draw the faces found in INPUT (ids, boxes, landmarks, smoothed quads, masks) into OUTPUT.
 
@@ -544,10 +546,12 @@ def inspect(input, output, json_path, every, detector, smooth, segments, select,
     from .pipeline.jobs import edit_video
     from .video.writer import EncodeOptions, default_codec
 
-    options = EditOptions(detector=detector, segments=segments)
+    options = EditOptions(detector=detector, segments=segments, faces=select or faces)
     options.check_segments()  # in the option's words; "mouth,eyes" used to break the chain at the comma
+    chosen = "".join(f":{k}={'+'.join(map(str, v)) if isinstance(v, list) else v}"
+                     for k, v in options.face_selection().items())  # as edit reads --faces
     detector = options.detector_name()  # auto: the faces an edit would see, from the same detector
-    chain = (f"detect=every={every}:model={detector}:select={select},"
+    chain = (f"detect=every={every}:model={detector}{chosen},"
              f"align=size=256:crops=no:smooth={smooth},annotate=segments={'+'.join(options.segments)}")
     codec = default_codec(output)
     crf = 20 if crf is None and codec == "libx264" else crf  # a picture (.jpg) takes its encoder's own
