@@ -461,3 +461,39 @@ def test_photos_and_camera_photos_with_exif_are_read_upright(tmp_path, orientati
     assert ours.shape == upright.shape
     assert np.abs(ours.astype(int) - upright).mean() < 1
     assert "colour tags" not in result.stderr  # JPEG's colours are JPEG's own, not a guess
+
+
+def test_gif_output_has_a_palette_per_frame_and_the_timing(clips, tmp_path):
+    # a .gif output was refused ("cannot hold libx264"), and --codec gif stopped with an internal
+    # error (no room for the AAC audio); swscale's own fixed palette would have banded every face
+    source, times = read_all(clips.bt709)[:10], video_times(clips.bt709)[0][:10]
+    out = tmp_path / "out.gif"
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clips.bt709), "-o", str(out), "--chain",
+                             "copy", "--end", "10f"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "holds no sound: the audio of" in result.stderr  # said, not a failure
+    assert [s["codec_name"] for s in ffprobe(out)["streams"]] == ["gif"]
+    ours = read_all(out)
+    assert len(ours) == 10
+    # GIF keeps time in hundredths of a second
+    assert all(abs(float(a) - float(b)) <= 0.01 for a, b in zip(video_times(out)[0], times))
+    error = lambda frames: np.mean([np.abs(a.image.astype(int) - b.image.astype(int)).mean()  # noqa: E731
+                                    for a, b in zip(frames, source)])
+    theirs = tmp_path / "ffmpeg.gif"  # the ffmpeg program's GIF, through swscale's fixed palette
+    ffmpeg("-i", clips.bt709, "-frames:v", "10", theirs)
+    assert error(ours) < 4 and error(ours) < error(read_all(theirs)) / 3
+    # filter-file (the ffmpeg program around the raw pipe) writes the same kind of GIF
+    ff = tmp_path / "ff.gif"
+    short = tmp_path / "short.mkv"
+    _edit(clips.bt709, short, "--end", "10f", "--codec", "ffv1")
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(short), str(ff)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert len(read_all(ff)) == 10 and error(read_all(ff)) < 4
+    # sound asked for by name cannot go in: refused before any work, nothing left behind
+    bad = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clips.bt709), "-o", str(tmp_path / "s.gif"),
+                          "--chain", "copy", "--audio", str(clips.bt709)], capture_output=True, text=True)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    assert "a .gif file holds no sound, so it cannot take --audio" in bad.stderr
+    assert not (tmp_path / "s.gif").exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+

@@ -24,8 +24,8 @@ from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
 from ..video.timing import check_start, parse_range, parse_rate
-from ..video.writer import (EncodeOptions, Writer, check_container, check_encode, default_codec, is_image,
-                            jpeg_colours)
+from ..video.writer import (EncodeOptions, Writer, check_container, check_encode, default_codec, holds_sound,
+                            is_image, jpeg_colours)
 from .runner import Pipeline, prefetch, timed, torch_threads
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,9 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     check_container(output, encode.codec)  # audio it cannot store is re-encoded
     if is_image(output):
         _check_picture(input, output, audio, start, end)
+    elif audio_inputs and not holds_sound(output):
+        raise OutputError(f"a {Path(output).suffix} file holds no sound, so it cannot take --audio {audio}: leave "
+                          "--audio out, or use a .mp4, .mkv, .mov or .webm name")
     if chain is None and (edits or model or options):
         from ..edit.recipe import EditOptions
 
@@ -256,12 +259,14 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
         encode = jpeg_colours(encode)
     info = describe(source)
     size = (info.width, info.height)
+    if audio == "copy" and info.has_audio and not holds_sound(target) and not is_image(target):
+        log.warning("a %s file holds no sound: the audio of %s is left out", Path(target).suffix, source)
     with atomic_output(target, [source], overwrite) as tmp, \
             Pipeline(chain, batch_size=batch_size, threaded=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
         dec_cmd = decode_command(builder, source, info, binary)
         enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
-                                 audio == "copy" and info.has_audio and not is_image(target), binary)
+                                 audio == "copy" and info.has_audio and holds_sound(target), binary)
         log.debug("decoder: %s", " ".join(dec_cmd))
         log.debug("encoder: %s", " ".join(enc_cmd))
         dec_log, enc_log = os.path.join(logs, "decode.log"), os.path.join(logs, "encode.log")

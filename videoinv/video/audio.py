@@ -160,6 +160,9 @@ class AudioMux:
             raise InputError(f"{plan.path} has no audio stream to use with --audio")
         if not plan.all_streams:
             streams = streams[:1]
+        if streams and output.default_audio_codec == "none":  # e.g. GIF (an --audio FILE is refused before)
+            log.warning("a %s file holds no sound: the audio of %s is left out", fmt, plan.path)
+            streams = []
         if plan.subtitles:
             streams += self._subtitles(fmt)
         if not streams:  # the input simply has no audio (or subtitles)

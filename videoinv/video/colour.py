@@ -44,7 +44,8 @@ MATRICES = {"bt709": (1, 1), "bt601": (5, 6), "smpte240m": (7, 7), "fcc": (4, 4)
 _SPACE_TO_MATRIX = {1: "bt709", 5: "bt601", 6: "bt601", 7: "smpte240m", 4: "fcc", 9: "bt2020",
                     10: "bt2020"}
 RANGES = {"tv": 1, "pc": 2}
-RGB_PIX_PREFIXES = ("gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr")
+RGB_PIX_PREFIXES = ("gbr", "rgb", "bgr", "argb", "abgr", "0rgb", "0bgr", "x2rgb", "x2bgr",
+                    "pal8")  # pal8: a palette of RGB colours (GIF output)
 
 
 def is_rgb_format(pix_fmt: str) -> bool:

@@ -19,6 +19,7 @@ import shutil
 from ..errors import VideoinvError
 from .audio import TRANSCODE_BIT_RATE, audio_codec, copyable_subtitles
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
+from .palette import GENERATE, USE
 from .writer import EncodeOptions, container_format, encoded_size, encoder_settings
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
         else:
             video = video.filter("pad", ew, eh, 0, 0).filter(
                 "fillborders", right=ew - w, bottom=eh - h, mode="smear")
+    if pix_fmt == "pal8":  # each frame its own palette, as edit writes a GIF (see palette.py)
+        copies = video.split()
+        video = ffmpeg.filter([copies[0], copies[1].filter("palettegen", **GENERATE)], "paletteuse", **USE)
     kwargs = {"c:v": options.codec, "pix_fmt": pix_fmt}
     kwargs.update({f"{k}:v" if k in ("b",) else k: v for k, v in codec_opts.items()})
     if colour.matrix != "rgb":

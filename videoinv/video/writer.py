@@ -26,6 +26,7 @@ from . import helpers
 from .audio import AudioMux, AudioPlan
 from .colour import output_colour
 from .frame import FrameRecord
+from .palette import PaletteConverter
 from .probe import VideoInfo
 from .regions import plane_array
 
@@ -53,6 +54,7 @@ _ENCODERS = {
     "libwebp": ("bgra", None, None),
     "tiff": ("rgb24", None, None),
     "bmp": ("bgr24", None, None),
+    "gif": ("pal8", None, None),  # a palette of its own for each frame (palette.py)
     "mjpeg": ("yuvj444p", "qscale", None),
     # MPEG-4 part 2 and MPEG-1/2 take a fixed quantiser (ffmpeg -q:v); by default they ran at
     # 200 kb/s, 33 dB on the sample clip where x264 at CRF 18 gives 42
@@ -307,6 +309,7 @@ class Writer:
         self.encoder_options = {"codec": self.options.codec, "pix_fmt": pix_fmt, **options}
         self.stream = stream
         self.time_base = time_base
+        self._palette = PaletteConverter(*self.size, time_base) if pix_fmt == "pal8" else None
         self.rate = rate
         if source is not None:
             self._copy_tags(source.path)
@@ -397,7 +400,8 @@ class Writer:
         if duration:
             frame.duration = duration
         self._end_pts = pts + (duration or round(1 / (self.rate * self.time_base)))
-        self._mux(self.stream.encode(frame))
+        for ready in self._palette.convert(frame) if self._palette is not None else [frame]:
+            self._mux(self.stream.encode(ready))
         self.frames_written += 1
 
     def _from_rgb(self, record: FrameRecord) -> av.VideoFrame:
@@ -406,6 +410,8 @@ class Writer:
             raise OutputError(f"frame {record.index} is {image.shape[1]}x{image.shape[0]} {image.dtype}, "
                               f"the writer expects {self.src_size[0]}x{self.src_size[1]} uint8")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(self._fit(image)), format="rgb24")
+        if self._palette is not None:  # mapped onto its own palette in write()
+            return frame
         return self._rgb_converter.reformat(frame, format=self.stream.pix_fmt,
                                             threads=helpers.swscale_threads(), **self._convert)
 
@@ -485,6 +491,8 @@ class Writer:
         if self._closed:
             return
         try:
+            for ready in self._palette.flush() if self._palette is not None else []:
+                self._mux(self.stream.encode(ready))
             self._mux(self.stream.encode(None))
             end = float(self._end_pts * self.time_base) if self._end_pts is not None else None
             for side in self.audio:
@@ -543,10 +551,10 @@ _VIDEO_NAMES = "use a .mp4, .mkv, .mov or .webm name"
 
 def default_codec(path: str | os.PathLike) -> str:
     """The encoder when the user names none: libx264, or VP9 where the container takes only
-    VP8/VP9/AV1 (.webm), as the ffmpeg program picks by extension."""
+    VP8/VP9/AV1 (.webm), or GIF's own for a .gif, as the ffmpeg program picks by extension."""
     if is_image(path):
         return IMAGE_ENCODERS[os.path.splitext(str(path))[1].lower()]
-    return "libvpx-vp9" if container_format(path) == "webm" else "libx264"
+    return {"webm": "libvpx-vp9", "gif": "gif"}.get(container_format(path), "libx264")
 
 
 def check_container(path: str | os.PathLike, codec: str, audio: str | None = None) -> None:
@@ -581,6 +589,17 @@ def check_container(path: str | os.PathLike, codec: str, audio: str | None = Non
 
 def _either(items: list[str]) -> str:
     return " or ".join(items) if len(items) < 3 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def holds_sound(path: str | os.PathLike) -> bool:
+    """Whether the target's file type stores audio at all (a .gif or a picture does not)."""
+    if is_image(path):
+        return False
+    try:
+        with av.open(io.BytesIO(), "w", format=container_format(path)) as container:
+            return container.default_audio_codec != "none"
+    except (ValueError, av.error.FFmpegError):
+        return True  # no such file type: check_container names the problem
 
 
 def _holds(ext: str, codec: str) -> bool:
