@@ -159,6 +159,8 @@ def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, arg
     (["--start", "0.5", "--end", "0.2"], ["--end 0.2s is not after --start 0.5s"]),
     (["--start", "10f", "--end", "10f"], ["--end 10f is not after --start 10f"]),
     (["--start", "soon"], ["bad time 'soon'"]),
+    (["--end", "0f"], ["--end 0f keeps no frame", "--end 1f"]),  # was "none in the selected range" after the work
+    (["--end", "0:00"], ["--end 0s keeps no frame"]),
     (["--pix-fmt", "yuv999p"], ["unknown --pix-fmt 'yuv999p'"]),  # was an internal error
     (["--pix-fmt", "rgb24"], ["libx264 cannot encode --pix-fmt rgb24", "yuv420p"]),
     (["-o", "{tmp}/out.txt"], ["cannot write out.txt", "no container format 'txt'", ".mp4"]),

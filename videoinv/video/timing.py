@@ -61,6 +61,8 @@ def parse_range(start, end) -> tuple[TimePoint | None, TimePoint | None]:
     """``--start``/``--end`` parsed, refusing an end that is not after the start (where both are
     times, or both frame numbers; the end is exclusive)."""
     first, last = TimePoint.parse(start), TimePoint.parse(end)
+    if last is not None and (last.frame == 0 or last.seconds == 0):  # after decoding: "none in the range"
+        raise VideoinvError(f"--end {last} keeps no frame (the end is exclusive); --end 1f keeps the first frame")
     if first is not None and last is not None and (
             (first.seconds is not None and last.seconds is not None and last.seconds <= first.seconds)
             or (first.frame is not None and last.frame is not None and last.frame <= first.frame)):
