@@ -497,3 +497,28 @@ def test_gif_output_has_a_palette_per_frame_and_the_timing(clips, tmp_path):
     assert "a .gif file holds no sound, so it cannot take --audio" in bad.stderr
     assert not (tmp_path / "s.gif").exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
+
+
+def test_width_scales_the_output(clips, tmp_path):
+    # there was no way to make a smaller output (a .gif or a preview at 480 wide) but a second program
+    import cv2
+
+    source = [r.image for r in read_all(clips.bt709)[:6]]
+    out = tmp_path / "small.mkv"
+    _edit(clips.bt709, out, "--end", "6f", "--width", "640", "--codec", "ffv1", "--pix-fmt", "yuv444p")
+    ours = read_all(out)
+    assert [r.image.shape for r in ours] == [(360, 640, 3)] * 6
+    shrunk = [cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA).astype(int) for image in source]
+    assert np.mean([np.abs(a.image.astype(int) - b).mean() for a, b in zip(ours, shrunk)]) < 1
+    # filter-file scales the same picture with the ffmpeg program's area filter
+    ff = tmp_path / "ff.mkv"
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(out), str(ff), "--width", "320",
+                             "--codec", "ffv1", "--pix-fmt", "yuv444p", "--json", "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["width"] == 320 and read_all(ff)[0].image.shape == (180, 320, 3)
+    halved = cv2.resize(shrunk[0].astype(np.uint8), (320, 180), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(read_all(ff)[0].image.astype(int) - halved).mean() < 2
+    # 4:2:0 needs even sizes: the height in proportion is rounded to an even one, an odd width padded
+    odd = tmp_path / "odd.mp4"
+    _edit(clips.bt709, odd, "--end", "2f", "--width", "321")
+    assert (ffprobe(odd)["streams"][0]["width"], ffprobe(odd)["streams"][0]["height"]) == (322, 180)

@@ -50,6 +50,11 @@ def _quality_options(func):
                         "mpeg4, mpeg1/2video and JPEG the quantiser, 1-31, default 2]")(func)
 
 
+_WIDTH = click.option("--width", type=click.IntRange(2, 16384), default=None,
+                      help="scale the output to this many pixels wide, the height in proportion "
+                      "(e.g. 480 for a small .gif or a preview) [default: the input's]")
+
+
 def _encode_options(func):
     """Video encoder options shared by edit and filter-file."""
     options = [
@@ -63,6 +68,7 @@ def _encode_options(func):
                      type=click.Choice(["tv", "pc", "source"]), help="YUV range of the output"),
         click.option("--odd", type=click.Choice(["pad", "crop"]), default="pad", show_default=True,
                      help="odd width/height with 4:2:0: pad (repeat the edge) or crop one pixel"),
+        _WIDTH,
         click.option("-y", "--overwrite", is_flag=True, help="replace OUTPUT if it exists"),
     ]
     for option in reversed(options):
@@ -70,14 +76,15 @@ def _encode_options(func):
     func = _quality_options(func)
     return click.option("--codec", default=None,
                         help="video encoder: libx264, libx265, ffv1 (lossless), h264_nvenc, libvpx-vp9, ... "
-                             "[default: libx264; libvpx-vp9 for .webm]")(func)
+                             "[default: libx264; libvpx-vp9 for .webm, gif for .gif, the picture's own for "
+                             ".png, .jpg, .webp, .tif, .bmp]")(func)
 
 
-def _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd):
+def _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd, width):
     from .video.writer import EncodeOptions, default_codec
 
     return EncodeOptions(codec=codec or default_codec(output), crf=crf, preset=preset, pix_fmt=pix_fmt,
-                         matrix=color_matrix, range=color_range, odd=odd)
+                         matrix=color_matrix, range=color_range, odd=odd, width=width)
 
 
 def _report(summary: dict, bar, as_json: bool) -> None:
@@ -234,7 +241,7 @@ def _given_on_command_line(names) -> list[str]:
 @_common
 def edit(input, output, edits, segments, exclude, feather, blend, colour, latents, model, device, faces, every,
          detector, smooth, latent_smooth, seed, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
-         overwrite, audio, start, end, salvage, reader, batch_size, speed, as_json, quiet):
+         width, overwrite, audio, start, end, salvage, reader, batch_size, speed, as_json, quiet):
     """Edit the faces in INPUT and write OUTPUT with the source's timing, colours and audio.
 
     \b
@@ -246,7 +253,7 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import edit_video
 
-    encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
+    encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd, width)
     options = None
     if chain is not None:
         if edits or latents or model:
@@ -438,7 +445,7 @@ def filter_(size, rate, pix_fmt, chain, batch_size, quiet):
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
 def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
-                overwrite, audio, ffmpeg_bin, as_json, quiet):
+                width, overwrite, audio, ffmpeg_bin, as_json, quiet):
     """Like 'edit', but decoding and encoding with the ffmpeg program around the raw pipe.
 
     The raw pipe carries no timestamps: the output has the input's nominal constant frame
@@ -448,7 +455,7 @@ def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix,
     from .pipeline.jobs import filter_file as run
     from .video.probe import describe
 
-    encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd)
+    encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd, width)
     with FrameProgress(f"filter {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         bar.start(describe(input).frame_count)
         summary = run(input, output, chain, encode=encode, audio=audio, overwrite=overwrite,
@@ -533,10 +540,11 @@ def _probe_table(info):
 @click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 20 for x264, else the "
               "encoder's own]")
 @click.option("--preset", default="veryfast", show_default=True)
+@_WIDTH
 @click.option("-y", "--overwrite", is_flag=True, help="replace the outputs if they exist")
 @_common
 def inspect(input, output, json_path, every, detector, smooth, segments, faces, select, start, end, crf, preset,
-            overwrite, quiet):
+            width, overwrite, quiet):
     """Draw the faces found in INPUT (ids, boxes, landmarks, smoothed quads, masks) into OUTPUT.
 
     Needs no model weights. With --json, also writes every frame's tracks.
@@ -563,7 +571,7 @@ def inspect(input, output, json_path, every, detector, smooth, segments, faces, 
                 tracks.add(record)
 
         summary = edit_video(input, output, chain, start=start, end=end, overwrite=overwrite,
-                             encode=EncodeOptions(codec=codec, crf=crf, preset=preset), on_frame=on_frame,
+                             encode=EncodeOptions(codec=codec, crf=crf, preset=preset, width=width), on_frame=on_frame,
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
     _report(summary, bar, False)
     if tracks is not None:

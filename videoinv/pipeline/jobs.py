@@ -24,8 +24,8 @@ from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
 from ..video.timing import check_start, parse_range, parse_rate
-from ..video.writer import (EncodeOptions, Writer, check_container, check_encode, default_codec, holds_sound,
-                            is_image, jpeg_colours)
+from ..video.writer import (EncodeOptions, Writer, check_container, check_encode, default_codec, default_pix_fmt,
+                            holds_sound, is_image, jpeg_colours, picture_sizes)
 from .runner import Pipeline, prefetch, timed, torch_threads
 
 log = logging.getLogger(__name__)
@@ -307,8 +307,9 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             raise pipe_error
         if writer.frames_written == 0:
             raise InputError(f"ffmpeg decoded no frames from {source}")
+    _, stored = picture_sizes(encode, encode.pix_fmt or default_pix_fmt(encode.codec), *size)
     return {"input": source, "output": str(target), "frames": writer.frames_written,
-            "width": size[0], "height": size[1], "codec": encode.codec}
+            "width": stored[0], "height": stored[1], "codec": encode.codec}
 
 
 def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: str | None = None, options=None,

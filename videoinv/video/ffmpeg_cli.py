@@ -20,7 +20,7 @@ from ..errors import VideoinvError
 from .audio import TRANSCODE_BIT_RATE, audio_codec, copyable_subtitles
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
 from .palette import GENERATE, USE
-from .writer import EncodeOptions, container_format, encoded_size, encoder_settings
+from .writer import EncodeOptions, container_format, encoder_settings, picture_sizes
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,11 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     """ffmpeg argv that reads raw rgb24 frames from stdin and writes ``target``."""
     pix_fmt, codec_opts = encoder_settings(options)
     colour = output_colour(info.colour, options.matrix, options.range, pix_fmt)
-    w, h = size
-    ew, eh = encoded_size(w, h, pix_fmt, options.odd)
-    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{w}x{h}",
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size[0]}x{size[1]}",
                          framerate=f"{info.fps.numerator}/{info.fps.denominator}").video
+    (w, h), (ew, eh) = picture_sizes(options, pix_fmt, *size)
+    if (w, h) != size:  # --width, as edit scales
+        video = video.filter("scale", w, h, flags="area" if w < size[0] else "bicubic")
     if (ew, eh) != (w, h):
         if options.odd == "crop":
             video = video.filter("crop", ew, eh, 0, 0)

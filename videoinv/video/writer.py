@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import av
+import cv2
 import numpy as np
 
 from ..errors import OutputError
@@ -96,6 +97,15 @@ class EncodeOptions:
     odd: str = "pad"  # "pad" | "crop": what to do with odd sizes in 4:2:0/4:2:2
     threads: bool = True
     extra: dict = field(default_factory=dict)  # raw encoder options
+    width: int | None = None  # scale the picture to this width, the height in proportion (--width)
+
+    def scaled(self, width: int, height: int, even: bool = False) -> tuple[int, int]:
+        """The picture size for a ``width x height`` source: ``width`` wide, the height in
+        proportion (the nearest even one where ``even``: subsampled chroma)."""
+        if not self.width or self.width == width:
+            return width, height
+        step = 2 if even else 1
+        return self.width, max(step, round(height * self.width / width / step) * step)
 
 
 def available_encoders() -> list[str]:
@@ -201,7 +211,14 @@ def default_pix_fmt(codec: str) -> str:
     return "yuv420p" if not names or "yuv420p" in names else names[0]
 
 
-def _chroma_even(pix_fmt: str) -> tuple[bool, bool]:
+def picture_sizes(opts: EncodeOptions, pix_fmt: str, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """For a ``width x height`` source: the size the picture is scaled to (``--width``) and the
+    size it is stored at (even where the chroma is subsampled; see ``encoded_size``)."""
+    scaled = opts.scaled(width, height, even=chroma_even(pix_fmt)[1])
+    return scaled, encoded_size(*scaled, pix_fmt, opts.odd)
+
+
+def chroma_even(pix_fmt: str) -> tuple[bool, bool]:
     """Whether width / height must be even for this pixel format (subsampled chroma)."""
     fmt = av.VideoFormat(pix_fmt, 64, 64)
     return fmt.chroma_width(64) < 64, fmt.chroma_height(64) < 64
@@ -212,7 +229,7 @@ def encoded_size(width: int, height: int, pix_fmt: str, odd: str = "pad") -> tup
     reached by padding (``odd="pad"``, edge pixels repeated) or cropping one pixel (logged)."""
     if odd not in ("pad", "crop"):
         raise OutputError(f"--odd takes pad or crop, not {odd!r}")
-    even_w, even_h = _chroma_even(pix_fmt)
+    even_w, even_h = chroma_even(pix_fmt)
     step = -1 if odd == "crop" else 1
     w = width + (step if even_w and width % 2 else 0)
     h = height + (step if even_h and height % 2 else 0)
@@ -275,7 +292,7 @@ class Writer:
         source_colour = source.colour if source is not None else None
         self.colour = output_colour(source_colour, self.options.matrix, self.options.range, pix_fmt)
         self.src_size = (width, height)
-        self.size = encoded_size(width, height, pix_fmt, self.options.odd)
+        self.scaled_size, self.size = picture_sizes(self.options, pix_fmt, width, height)
         try:
             self.container = av.open(str(self.tmp), "w", format=container_format(self.path),
                                      options={"update": "1"} if self.image else None)  # one file, not a series
@@ -456,8 +473,11 @@ class Writer:
         return frame
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
+        if self.scaled_size != self.src_size:  # --width: area averaging down, bicubic up
+            shrink = self.scaled_size[0] < self.src_size[0]
+            image = cv2.resize(image, self.scaled_size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         w, h = self.size
-        sw, sh = self.src_size
+        sw, sh = self.scaled_size
         if (w, h) == (sw, sh):
             return image
         image = image[:min(h, sh), :min(w, sw)]
