@@ -316,8 +316,13 @@ def invert(input, output, model, device, faces, every, detector, smooth, latent_
         click.echo(json.dumps(summary))
     if summary["faces"] == 0:
         log.warning("the cache holds no face: %s", _no_face(options))
-    log.info("wrote %s: %d frames, %d faces in %d track(s), model %s, in %.1f s", output, summary["frames"],
-             summary["faces"], summary["tracks"], summary["model"], bar.elapsed)
+    counts = ", ".join(_count(summary[k], k[:-1]) for k in ("frames", "faces"))
+    log.info("wrote %s: %s in %s, model %s, in %.1f s", output, counts, _count(summary["tracks"], "track"),
+             summary["model"], bar.elapsed)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _no_face(options, latents: str | None = None) -> str:
@@ -575,7 +580,7 @@ def inspect(input, output, json_path, every, detector, smooth, segments, faces, 
                              on_start=lambda reader: bar.start(_expected_frames(reader)))
     _report(summary, bar, False)
     if tracks is not None:
-        log.info("%d track(s): %s; tracks written to %s", len(tracks.tracks),
+        log.info("%s: %s; tracks written to %s", _count(len(tracks.tracks), "track"),
                  ", ".join(f"#{k} frames {v['first']}-{v['last']}" for k, v in sorted(tracks.tracks.items())),
                  json_path)
 
