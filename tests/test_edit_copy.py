@@ -410,7 +410,7 @@ def test_a_picture_in_and_out(clips, tmp_path):
     assert np.abs(theirs - source).mean() < 1.5 and abs((theirs - source).mean()) < 0.5
     result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(tmp_path / "x.png")],
                             capture_output=True, text=True)
-    assert result.returncode == 1 and "pick one with 'videoinv edit' and its --start and --end" in result.stderr
+    assert result.returncode == 1 and "pick one with --start and --end" in result.stderr
     assert not (tmp_path / "x.png").exists()
 
 
@@ -522,3 +522,43 @@ def test_width_scales_the_output(clips, tmp_path):
     odd = tmp_path / "odd.mp4"
     _edit(clips.bt709, odd, "--end", "2f", "--width", "321")
     assert (ffprobe(odd)["streams"][0]["width"], ffprobe(odd)["streams"][0]["height"]) == (322, 180)
+
+
+def test_filter_file_takes_a_range_as_edit_does(clips, tmp_path):
+    # filter-file had no --start/--end: a part of a video needed edit, or a cut first
+    source = read_all(clips.bt709)
+
+    def run(out, *args):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(out), "-q",
+                                 *args], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return read_all(out)
+
+    def nearest(frames):  # the source frame each output frame is
+        return [int(np.argmin([np.abs(f.image.astype(int) - s.image.astype(int)).mean() for s in source]))
+                for f in frames]
+
+    by_frame = run(tmp_path / "frames.mkv", "--start", "10f", "--end", "20f", "--codec", "ffv1")
+    assert nearest(by_frame) == list(range(10, 20))
+    assert max(np.abs(f.image.astype(int) - source[i].image.astype(int)).mean()
+               for f, i in zip(by_frame, range(10, 20))) < 2  # the same pictures, through 8-bit YUV once more
+    by_time = run(tmp_path / "times.mp4", "--start", "0.5", "--end", "1")
+    _edit(clips.bt709, tmp_path / "edit.mp4", "--start", "0.5", "--end", "1")
+    assert len(by_time) == len(read_all(tmp_path / "edit.mp4")) == 15 and nearest(by_time) == list(range(15, 30))
+    # the sound starts with the first frame kept (no audio from before the start) and ends with the last
+    for path in (tmp_path / "frames.mkv", tmp_path / "times.mp4"):
+        audio = ffprobe(path)["streams"][1]
+        assert audio["codec_type"] == "audio" and 0 <= float(first_audio_time(path)) < 0.025
+        assert float(video_times(path)[0][0]) < 0.02  # Matroska moved the video later to hold sound before it
+        video_end = len(read_all(path)) / 30
+        assert abs(float(audio.get("duration") or video_end) - video_end) < 0.05
+    assert abs(float(json.loads(subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(tmp_path / "frames.mkv")],
+        capture_output=True, text=True, check=True).stdout)["format"]["duration"]) - 10 / 30) < 0.05
+    # one frame to a picture, and a start past the end refused before any work
+    (picture,) = run(tmp_path / "f12.png", "--start", "12f", "--end", "13f")
+    assert nearest([picture]) == [12]
+    late = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(tmp_path / "late.mp4"),
+                           "--start", "90f"], capture_output=True, text=True)
+    assert late.returncode == 1 and "--start 90f is past the end" in late.stderr
+    assert not (tmp_path / "late.mp4").exists()

@@ -446,25 +446,30 @@ def filter_(size, rate, pix_fmt, chain, batch_size, quiet):
 @click.option("--chain", default="copy", show_default=True, help=CHAIN_HELP)
 @_encode_options
 @click.option("--audio", type=click.Choice(["copy", "drop"]), default="copy", show_default=True)
+@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
+@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
 @click.option("--ffmpeg", "ffmpeg_bin", default="ffmpeg", show_default=True, help="the ffmpeg program")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
 def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix, color_range, odd,
-                width, overwrite, audio, ffmpeg_bin, as_json, quiet):
+                width, overwrite, audio, start, end, ffmpeg_bin, as_json, quiet):
     """Like 'edit', but decoding and encoding with the ffmpeg program around the raw pipe.
 
     The raw pipe carries no timestamps: the output has the input's nominal constant frame
     rate. Use 'edit' to keep variable-frame-rate timing.
     """
+    from types import SimpleNamespace
+
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import filter_file as run
-    from .video.probe import describe
+    from .video.timing import TimePoint
 
     encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd, width)
     with FrameProgress(f"filter {click.format_filename(input)}", progress_enabled(quiet)) as bar:
-        bar.start(describe(input).frame_count)
-        summary = run(input, output, chain, encode=encode, audio=audio, overwrite=overwrite,
-                      ffmpeg=ffmpeg_bin, on_frame=bar.advance)
+        summary = run(input, output, chain, encode=encode, audio=audio, overwrite=overwrite, start=start, end=end,
+                      ffmpeg=ffmpeg_bin, on_frame=bar.advance,
+                      on_start=lambda info: bar.start(_expected_frames(SimpleNamespace(
+                          info=info, start=TimePoint.parse(start), end=TimePoint.parse(end)))))
     _report(summary, bar, as_json)
 
 

@@ -23,7 +23,7 @@ from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
-from ..video.timing import check_start, parse_range, parse_rate
+from ..video.timing import check_start, parse_range, parse_rate, seconds_window
 from ..video.writer import (EncodeOptions, Writer, check_container, check_encode, default_codec, default_pix_fmt,
                             holds_sound, is_image, jpeg_colours, picture_sizes)
 from .runner import Pipeline, prefetch, timed, torch_threads
@@ -48,18 +48,17 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPla
     return plans
 
 
-def _check_picture(input, output, audio: str, start, end, ranged: bool = True) -> None:
+def _check_picture(input, output, audio: str, start, end) -> None:
     """A picture output (.png, .jpg, ...) holds one frame and no sound: refuse, before any work, a
-    video given whole or an audio file. ``ranged``: the command takes --start/--end."""
+    video given whole or an audio file."""
     name = Path(output).name
     if audio not in ("copy", "drop"):
         raise OutputError(f"{name} is a picture: it cannot hold the --audio {audio}; leave --audio out")
     if start is None and end is None and Path(input).is_file():
         info = describe(input)
         if info.frame_count > 1:
-            pick = "--start and --end" if ranged else "'videoinv edit' and its --start and --end"
             raise OutputError(f"{name} is a picture and {input} has {info.frame_count} frames: pick one with "
-                              f"{pick} (e.g. --start 60f --end 61f), or use a .mp4, .mkv, .mov or .webm name")
+                              "--start and --end (e.g. --start 60f --end 61f), or use a .mp4, .mkv, .mov or .webm name")
 
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
@@ -243,30 +242,37 @@ def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Ch
 
 def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str | Chain = "copy", *,
                 encode: EncodeOptions | None = None, audio: str = "copy", overwrite: bool = False,
-                ffmpeg: str = "ffmpeg", batch_size: int = 8,
+                ffmpeg: str = "ffmpeg", batch_size: int = 8, start=None, end=None,
+                on_start: Callable | None = None,
                 on_frame: Callable[[FrameRecord], None] | None = None) -> dict:
     """Decode ``source`` with the ffmpeg CLI, run ``chain`` here, encode ``target`` with the
-    ffmpeg CLI (see :mod:`videoinv.video.ffmpeg_cli`)."""
+    ffmpeg CLI (see :mod:`videoinv.video.ffmpeg_cli`). ``start``/``end``: the range, as
+    ``edit_video`` takes it (its audio, subtitles and chapters cut to match)."""
     builder, binary = ffmpeg_python(), ffmpeg_binary(ffmpeg)
     source, encode = str(source), encode or EncodeOptions(codec=default_codec(target))
     if audio not in ("copy", "drop"):
         raise VideoinvError("filter-file takes --audio copy or drop")
     check_output_path(target, [source], overwrite)
+    start, end = parse_range(start, end)
     check_encode(encode, encoder=False)  # the ffmpeg program's own encoders may differ from ours
     check_container(target, encode.codec)
     if is_image(target):
-        _check_picture(source, target, "drop", None, None, ranged=False)
+        _check_picture(source, target, "drop", start, end)
         encode = jpeg_colours(encode)
     info = describe(source)
+    check_start(start, info)
+    frames, sound = (seconds_window(start, end, info.fps, lead) for lead in (Fraction(1, 2), Fraction(0)))
+    if on_start is not None:
+        on_start(info)
     size = (info.width, info.height)
     if audio == "copy" and info.has_audio and not holds_sound(target) and not is_image(target):
         log.warning("a %s file holds no sound: the audio of %s is left out", Path(target).suffix, source)
     with atomic_output(target, [source], overwrite) as tmp, \
             Pipeline(chain, batch_size=batch_size, threaded=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
-        dec_cmd = decode_command(builder, source, info, binary)
+        dec_cmd = decode_command(builder, source, info, binary, frames)
         enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
-                                 audio == "copy" and info.has_audio and holds_sound(target), binary)
+                                 audio == "copy" and info.has_audio and holds_sound(target), binary, sound)
         log.debug("decoder: %s", " ".join(dec_cmd))
         log.debug("encoder: %s", " ".join(enc_cmd))
         dec_log, enc_log = os.path.join(logs, "decode.log"), os.path.join(logs, "encode.log")
@@ -306,7 +312,8 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
         if pipe_error is not None:
             raise pipe_error
         if writer.frames_written == 0:
-            raise InputError(f"ffmpeg decoded no frames from {source}")
+            raise InputError(f"ffmpeg decoded no frames from {source}"
+                             + (" in the selected range" if frames else ""))
     _, stored = picture_sizes(encode, encode.pix_fmt or default_pix_fmt(encode.codec), *size)
     return {"input": source, "output": str(target), "frames": writer.frames_written,
             "width": stored[0], "height": stored[1], "codec": encode.codec}

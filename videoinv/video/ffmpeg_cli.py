@@ -45,20 +45,23 @@ def ffmpeg_binary(name: str = "ffmpeg") -> str:
     return path
 
 
-def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg") -> list[str]:
-    """ffmpeg argv that writes the input's frames as raw rgb24 to stdout, one per source frame."""
+def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg", window: dict | None = None) -> list[str]:
+    """ffmpeg argv that writes the input's frames as raw rgb24 to stdout, one per source frame
+    (``window``: the input options ``ss``/``to`` of a range, see ``timing.seconds_window``)."""
     colour = info.colour
     scale = "out_range=pc:flags=bilinear+full_chroma_int+accurate_rnd"
     if colour.matrix != "rgb":
         scale = f"in_color_matrix={colour.matrix}:in_range={colour.range}:" + scale
-    stream = ffmpeg.input(source).video.filter("scale", **dict(kv.split("=") for kv in scale.split(":")))
+    stream = ffmpeg.input(source, **(window or {})).video.filter("scale", **dict(kv.split("=") for kv in scale.split(":")))
     out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
     return out.global_args(*_QUIET).compile(cmd=binary)
 
 
 def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int],
-                   options: EncodeOptions, audio: bool, binary: str = "ffmpeg") -> list[str]:
-    """ffmpeg argv that reads raw rgb24 frames from stdin and writes ``target``."""
+                   options: EncodeOptions, audio: bool, binary: str = "ffmpeg", window: dict | None = None) -> list[str]:
+    """ffmpeg argv that reads raw rgb24 frames from stdin and writes ``target``; the audio,
+    subtitles, tags and chapters come from ``source`` (cut to ``window`` where given)."""
+    window = window or {}
     pix_fmt, codec_opts = encoder_settings(options)
     colour = output_colour(info.colour, options.matrix, options.range, pix_fmt)
     video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size[0]}x{size[1]}",
@@ -86,7 +89,7 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     streams = [video]
     fmt = container_format(target)
     if audio:
-        streams.append(ffmpeg.input(source)["a"])
+        streams.append(ffmpeg.input(source, **window)["a"])
         for i, stream in enumerate(info.audio):  # copied where the format can store it
             codec = audio_codec(fmt, source, stream.index)
             kwargs[f"c:a:{i}"] = codec
@@ -94,15 +97,18 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
                 kwargs[f"b:a:{i}"] = str(TRANSCODE_BIT_RATE)
                 log.info("%s audio cannot be stored in this format; re-encoding it to %s", stream.codec, codec)
     for i, index in enumerate(copyable_subtitles(source, fmt)):  # as edit does, whatever the audio
-        streams.append(ffmpeg.input(source)[str(index)])
+        streams.append(ffmpeg.input(source, **window)[str(index)])
         kwargs[f"c:s:{i}"] = "copy"
+    if "ss" in window:  # stream copy took every packet from the seek point on, before the start too
+        kwargs["copypriorss"] = "0"  # (MP4 hid them with an edit list; Matroska moved the video later)
     out = ffmpeg.output(*streams, target, **kwargs)
     args = out.global_args(*_QUIET, "-y").compile(cmd=binary)
     # the source's file tags and chapters, as edit keeps them: it is the second input (added
     # where no stream is taken from it), and the raw pipe, the first, has none
     pipe = args.index("pipe:")
-    if args[pipe + 1: pipe + 3] != ["-i", source]:
-        args[pipe + 1: pipe + 1] = ["-i", source]
+    second = [*(arg for key in sorted(window) for arg in (f"-{key}", window[key])), "-i", source]
+    if args[pipe + 1: pipe + 1 + len(second)] != second:
+        args[pipe + 1: pipe + 1] = second
     at = len(args) - 1 - args[::-1].index(target)
     args[at:at] = ["-map_metadata", "1", "-map_chapters", "1"]
     return args

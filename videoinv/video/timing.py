@@ -71,6 +71,24 @@ def parse_range(start, end) -> tuple[TimePoint | None, TimePoint | None]:
     return first, last
 
 
+def seconds_window(start: TimePoint | None, end: TimePoint | None, fps: Fraction,
+                   lead: Fraction = Fraction(0)) -> dict[str, str]:
+    """``--start``/``--end`` as the ffmpeg program's input options ``ss``/``to`` (seconds from the
+    start of the file, frames kept from ss on and before to), a frame number at the nominal rate
+    (as ``filter-file`` counts throughout). ``lead``: how many frames earlier a frame number is
+    put; half a frame, for the frames themselves, so that no rounding of a frame's time moves it
+    out of or into the range; none for the sound, which starts with the first frame."""
+    def seconds(point: TimePoint) -> Fraction:
+        return point.seconds if point.seconds is not None else max(Fraction(0), (point.frame - lead) / fps)
+
+    window = {}
+    if start is not None and seconds(start) > 0:
+        window["ss"] = f"{float(seconds(start)):.6f}"
+    if end is not None:
+        window["to"] = f"{float(seconds(end)):.6f}"
+    return window
+
+
 def check_start(start: TimePoint | None, info) -> None:
     """Refuse a ``--start`` at or past the end of the video (``info``: its VideoInfo), where the
     probe knows the length, so that a run stops before any model loads."""
