@@ -398,7 +398,9 @@ def test_a_picture_in_and_out(clips, tmp_path):
         return lines[0]
 
     assert "has 60 frames: pick one with --start and --end" in refused(tmp_path / "all.png")
-    assert "holds one frame, and a second came" in refused(tmp_path / "three.png", "--start", "5f", "--end", "8f")
+    # a range of several frames is refused before any work (it was found at the second frame)
+    assert "--start/--end take 3 frames" in refused(tmp_path / "three.png", "--start", "5f", "--end", "8f")
+    assert "take 3 frames" in refused(tmp_path / "three.png", "--start", "0.1", "--end", "0.2")
     assert "holds png pictures, not libx264" in refused(tmp_path / "h264.png", "--codec", "libx264", "--end", "1f")
     assert "cannot hold the --audio" in refused(tmp_path / "sound.png", "--audio", str(clips.bt709), "--end", "1f")
     # filter-file (the ffmpeg program around the raw pipe) writes pictures the same way
@@ -558,6 +560,10 @@ def test_filter_file_takes_a_range_as_edit_does(clips, tmp_path):
     # one frame to a picture, and a start past the end refused before any work
     (picture,) = run(tmp_path / "f12.png", "--start", "12f", "--end", "13f")
     assert nearest([picture]) == [12]
+    several = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709),
+                              str(tmp_path / "f3.png"), "--start", "12f", "--end", "15f"], capture_output=True, text=True)
+    assert several.returncode == 1 and "--start/--end take 3 frames" in several.stderr  # was ffmpeg's image2 error
+    assert not (tmp_path / "f3.png").exists()
     late = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(tmp_path / "late.mp4"),
                            "--start", "90f"], capture_output=True, text=True)
     assert late.returncode == 1 and "--start 90f is past the end" in late.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import tempfile
@@ -54,11 +55,18 @@ def _check_picture(input, output, audio: str, start, end) -> None:
     name = Path(output).name
     if audio not in ("copy", "drop"):
         raise OutputError(f"{name} is a picture: it cannot hold the --audio {audio}; leave --audio out")
-    if start is None and end is None and Path(input).is_file():
-        info = describe(input)
-        if info.frame_count > 1:
-            raise OutputError(f"{name} is a picture and {input} has {info.frame_count} frames: pick one with "
-                              "--start and --end (e.g. --start 60f --end 61f), or use a .mp4, .mkv, .mov or .webm name")
+    if not Path(input).is_file():
+        return
+    info = describe(input)
+    if start is None and end is None and info.frame_count > 1:
+        raise OutputError(f"{name} is a picture and {input} has {info.frame_count} frames: pick one with "
+                          "--start and --end (e.g. --start 60f --end 61f), or use a .mp4, .mkv, .mov or .webm name")
+    at = lambda point, default: default if point is None else point.frame if point.frame is not None else \
+        math.ceil(point.seconds * info.fps)  # noqa: E731  (the first frame at or after a time, at the nominal rate)
+    first, last = at(start, 0), min(at(end, info.frame_count), info.frame_count)
+    if last - first > 1:
+        raise OutputError(f"{name} is a picture and --start/--end take {last - first} frames: give an end one frame "
+                          f"after the start (e.g. --start {first}f --end {first + 1}f)")
 
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
