@@ -286,6 +286,8 @@ def test_invert_warns_when_it_found_no_face_and_refuses_an_empty_range(small_cli
     assert "the cache holds no face: no face was found in any frame" in result.stderr
     result = invert(small_clips["moving"], tmp_path / "other.vinv", "--end", "10f", "--faces", "4")
     assert result.returncode == 0 and "the cache holds no face: no track matched --faces 4" in result.stderr
+    result = invert(small_clips["moving"], tmp_path / "one.vinv", "--end", "1f")  # counted in words
+    assert result.returncode == 0 and "one.vinv: 1 frame, 1 face in 1 track, model" in result.stderr, result.stderr
     result = invert(small_clips["moving"], tmp_path / "past.vinv", "--start", "60s")
     # refused before the model loads (no "random weights" warning first), with the video's length
     lines = result.stderr.strip().splitlines()
