@@ -55,6 +55,12 @@ _WIDTH = click.option("--width", type=click.IntRange(2, 16384), default=None,
                       "(e.g. 480 for a small .gif or a preview) [default: the input's]")
 
 
+def _range_options(func):
+    """--start/--end, as edit, invert, inspect and filter-file take them."""
+    func = click.option("--end", default=None, help="stop before this time or frame (exclusive)")(func)
+    return click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")(func)
+
+
 def _encode_options(func):
     """Video encoder options shared by edit and filter-file."""
     options = [
@@ -101,13 +107,13 @@ def _report(summary: dict, bar, as_json: bool) -> None:
     picture = summary["frames"] == 1 and is_image(summary["output"])  # no sound, no frame rate to speak of
     audio = f", audio {summary['audio']}" if "audio" in summary and not picture else ""
     if summary.get("subtitles"):
-        audio += f", {summary['subtitles']} subtitle stream{'s' if summary['subtitles'] > 1 else ''} copied"
+        audio += f", {_count(summary['subtitles'], 'subtitle stream')} copied"
     extra = "".join(f"; {summary[k]}" for k in ("edited", "model", "note") if k in summary)
     size = f"{summary['width']}x{summary['height']} {summary['codec']}"
     if picture:
         what, rate = f"a {size} picture", f"{setup:.1f} s of it start-up" if setup > 1.0 else ""
     else:
-        what = f"{summary['frames']} frame{'' if summary['frames'] == 1 else 's'} {size}"
+        what = f"{_count(summary['frames'], 'frame')} {size}"
         rate = f"{summary['fps'] or 0:.1f} fps"
         if setup > 1.0 and setup > 0.2 * seconds and summary["fps_after_setup"]:
             rate += f"; {summary['fps_after_setup']:.1f} fps after {setup:.1f} s of start-up"
@@ -230,8 +236,7 @@ def _given_on_command_line(names) -> list[str]:
 @_encode_options
 @click.option("--audio", default="copy", show_default=True, metavar="copy|drop|FILE",
               help="copy the input's audio unchanged, drop it, or take it from FILE")
-@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
-@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
+@_range_options
 @click.option("--salvage", is_flag=True, help="skip undecodable packets of a damaged input")
 @click.option("--reader", default="pyav", show_default=True, help="frame reader: pyav, or a plugin's (decord)")
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
@@ -295,8 +300,7 @@ def edit(input, output, edits, segments, exclude, feather, blend, colour, latent
 @click.argument("input", type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="the latent cache (.vinv)")
 @_face_options
-@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
-@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
+@_range_options
 @click.option("-y", "--overwrite", is_flag=True, help="replace OUTPUT if it exists")
 @_speed_options
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
@@ -446,8 +450,7 @@ def filter_(size, rate, pix_fmt, chain, batch_size, quiet):
 @click.option("--chain", default="copy", show_default=True, help=CHAIN_HELP)
 @_encode_options
 @click.option("--audio", type=click.Choice(["copy", "drop"]), default="copy", show_default=True)
-@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
-@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
+@_range_options
 @click.option("--ffmpeg", "ffmpeg_bin", default="ffmpeg", show_default=True, help="the ffmpeg program")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary on stdout")
 @_common
@@ -462,14 +465,14 @@ def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix,
 
     from .console import FrameProgress, progress_enabled
     from .pipeline.jobs import filter_file as run
-    from .video.timing import TimePoint
+    from .video.timing import parse_range
 
     encode = _make_encode(output, codec, crf, preset, pix_fmt, color_matrix, color_range, odd, width)
+    start, end = parse_range(start, end)
     with FrameProgress(f"filter {click.format_filename(input)}", progress_enabled(quiet)) as bar:
         summary = run(input, output, chain, encode=encode, audio=audio, overwrite=overwrite, start=start, end=end,
                       ffmpeg=ffmpeg_bin, on_frame=bar.advance,
-                      on_start=lambda info: bar.start(_expected_frames(SimpleNamespace(
-                          info=info, start=TimePoint.parse(start), end=TimePoint.parse(end)))))
+                      on_start=lambda info: bar.start(_expected_frames(SimpleNamespace(info=info, start=start, end=end))))
     _report(summary, bar, as_json)
 
 
@@ -545,8 +548,7 @@ def _probe_table(info):
 @click.option("--faces", default="all", show_default=True,
               help="all, largest, or track ids (0,2): the faces 'edit --faces' would edit")
 @click.option("--select", type=click.Choice(["all", "largest"]), default=None, hidden=True)  # --faces' old name
-@click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")
-@click.option("--end", default=None, help="stop before this time or frame (exclusive)")
+@_range_options
 @click.option("--crf", type=int, default=None, help="quality (lower is better) [default: 20 for x264, else the "
               "encoder's own]")
 @click.option("--preset", default="veryfast", show_default=True)
