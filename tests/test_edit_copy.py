@@ -375,6 +375,45 @@ def test_file_tags_and_chapters_are_kept(clips, tmp_path):
         assert marks(out) == [("Intro", 0.0, 0.8), ("Main", 0.8, 2.0)]
 
 
+def test_chapters_end_with_the_range(clips, tmp_path):
+    # chapters after --end were kept, running on past the end of the video (edit and filter-file)
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=800\ntitle=Intro\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=800\nEND=1500\ntitle=Act 2\\; scene \\= 1\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1500\nEND=2000\ntitle=Outro\n")
+    src = tmp_path / "in.mkv"
+    ffmpeg("-i", clips.bt709, "-i", chapters, "-map", "0", "-map_chapters", "1", "-c", "copy", src)
+    times = video_times(src)[0]  # 30 fps; Matroska may start the video a few ms in
+
+    def marks(path):
+        found = json.loads(subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters",
+                                           str(path)], check=True, capture_output=True).stdout)["chapters"]
+        return [(c["tags"]["title"], float(c["start_time"]), float(c["end_time"])) for c in found]
+
+    def run(command, out, *range_):
+        args = ["edit", str(src), "-o", str(out), "--chain", "copy"] if command == "edit" else [
+            "filter-file", str(src), str(out)]
+        assert main([*args, "-q", *range_]) == 0
+        out_times = video_times(out)[0]
+        return marks(out), float(out_times[-1] - out_times[0]) + 1 / 30  # the video's length
+
+    for command in ("edit", "filter-file"):
+        for ext in ("mkv", "mp4"):
+            # the end inside the second chapter: it ends with the video, the third goes
+            got, length = run(command, tmp_path / f"{command}-1s.{ext}", "--end", "1s")
+            assert [title for title, *_ in got] == ["Intro", "Act 2; scene = 1"], (command, ext, got)
+            assert got[0][1:] == (0.0, 0.8) and got[1][1] == 0.8 and abs(got[1][2] - length) < 0.03, (command, got)
+            # a range that ends on a chapter mark keeps no sliver of the next chapter
+            got, length = run(command, tmp_path / f"{command}-24f.{ext}", "--end", "24f")
+            assert len(got) == 1 and got[0][0] == "Intro" and abs(got[0][2] - length) < 0.03, (command, ext, got)
+            # cut at both ends: the marks stay on the same pictures
+            got, length = run(command, tmp_path / f"{command}-10f-50f.{ext}", "--start", "10f", "--end", "50f")
+            assert [title for title, *_ in got] == ["Intro", "Act 2; scene = 1", "Outro"], (command, ext, got)
+            first = float(times[10]) if command == "edit" else 10 / 30  # filter-file counts at the nominal rate
+            assert got[0][1] == 0.0 and abs(got[1][1] - (0.8 - first)) < 0.002 and abs(got[2][1] - (1.5 - first)) < 0.002
+            assert abs(got[2][2] - length) < 0.03, (command, ext, got)
+
+
 def test_a_picture_in_and_out(clips, tmp_path):
     # .png and .jpg outputs were refused ("no container format 'png'")
     source = read_all(clips.bt709)[10].image.astype(int)

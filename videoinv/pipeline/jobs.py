@@ -17,6 +17,7 @@ from ..errors import ChainError, InputError, OutputError, VideoinvError
 from ..files import atomic_output, check_output_path
 from ..registry import default_registry
 from ..video.audio import AudioPlan, check_audio_file, has_subtitles
+from ..video.chapters import ffmetadata, window_chapters
 from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, error_message
 from ..video.probe import describe
 from ..video.frame import FrameRecord
@@ -47,6 +48,16 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPla
     if audio not in ("copy", "drop"):
         plans.append(AudioPlan(path=audio, cut=True, all_streams=False))  # checked by check_audio_file
     return plans
+
+
+def _range_end(end, info, first) -> Fraction | None:
+    """Where ``--end`` falls on the source's timeline, in seconds (None: no end); a frame number
+    counted at the nominal rate from ``first``, the first frame kept."""
+    if end is None:
+        return None
+    if end.seconds is not None:  # from the start of the video, as the reader takes it
+        return round(Fraction(info.start_time) / info.time_base) * info.time_base + end.seconds
+    return first.pts * info.time_base + (end.frame - first.index) / info.fps
 
 
 def _check_picture(input, output, audio: str, start, end) -> None:
@@ -189,8 +200,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                         offset = record.pts * info.time_base if trimmed else Fraction(0)
                         writer = Writer(output, info.width, info.height, info.time_base, info.fps, encode,
                                         info, [] if is_image(output) else _audio_plan(audio, reader, record),
-                                        inputs=[input, *audio_inputs],
-                                        overwrite=overwrite, offset=offset, passthrough=passthrough)
+                                        inputs=[input, *audio_inputs], overwrite=overwrite, offset=offset,
+                                        until=_range_end(reader.end, info, record), passthrough=passthrough)
                     writer.write(record)
                     pipeline.seconds["encode"] += time.perf_counter() - t
                     uncovered += cache is not None and not cache.covers(record.index)
@@ -278,9 +289,15 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     with atomic_output(target, [source], overwrite) as tmp, \
             Pipeline(chain, batch_size=batch_size, threaded=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
+        chapters = None
+        if "to" in sound:  # the ffmpeg program keeps the chapters after an input's end
+            chapters = os.path.join(logs, "chapters.txt")
+            with open(chapters, "w", encoding="utf-8") as f:
+                f.write(ffmetadata(window_chapters(source, sound, 1 / info.fps)))
         dec_cmd = decode_command(builder, source, info, binary, frames)
         enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
-                                 audio == "copy" and info.has_audio and holds_sound(target), binary, sound)
+                                 audio == "copy" and info.has_audio and holds_sound(target), binary, sound,
+                                 chapters)
         log.debug("decoder: %s", " ".join(dec_cmd))
         log.debug("encoder: %s", " ".join(enc_cmd))
         dec_log, enc_log = os.path.join(logs, "decode.log"), os.path.join(logs, "encode.log")

@@ -58,9 +58,11 @@ def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg", window: di
 
 
 def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int],
-                   options: EncodeOptions, audio: bool, binary: str = "ffmpeg", window: dict | None = None) -> list[str]:
+                   options: EncodeOptions, audio: bool, binary: str = "ffmpeg", window: dict | None = None,
+                   chapters: str | None = None) -> list[str]:
     """ffmpeg argv that reads raw rgb24 frames from stdin and writes ``target``; the audio,
-    subtitles, tags and chapters come from ``source`` (cut to ``window`` where given)."""
+    subtitles, tags and chapters come from ``source`` (cut to ``window`` where given), the
+    chapters from the FFMETADATA file ``chapters`` instead where given."""
     window = window or {}
     pix_fmt, codec_opts = encoder_settings(options)
     colour = output_colour(info.colour, options.matrix, options.range, pix_fmt)
@@ -109,8 +111,13 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     second = [*(arg for key in sorted(window) for arg in (f"-{key}", window[key])), "-i", source]
     if args[pipe + 1: pipe + 1 + len(second)] != second:
         args[pipe + 1: pipe + 1] = second
+    chapter_input = 1
+    if chapters is not None:
+        at = pipe + 1 + len(second)
+        chapter_input = args[:at].count("-i")
+        args[at:at] = ["-f", "ffmetadata", "-i", chapters]
     at = len(args) - 1 - args[::-1].index(target)
-    args[at:at] = ["-map_metadata", "1", "-map_chapters", "1"]
+    args[at:at] = ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
     return args
 
 

@@ -25,6 +25,7 @@ from ..errors import OutputError
 from ..files import atomic_output, discard_atomic, disk_full, os_problem
 from . import helpers
 from .audio import AudioMux, AudioPlan
+from .chapters import cut as cut_chapters, read_tags
 from .colour import output_colour
 from .frame import FrameRecord
 from .palette import PaletteConverter
@@ -262,6 +263,7 @@ class Writer:
     ``inputs``: files the output must never replace;
     ``offset``: seconds subtracted from every timestamp (video and audio), e.g. the start of a
     trimmed range so that the output starts at 0;
+    ``until``: where the range ends, in seconds on the source's timeline (chapters are cut there);
     ``passthrough``: False sends every frame through RGB (even those no stage changed).
     Use as a context manager: the output appears on a clean exit only.
     """
@@ -270,11 +272,12 @@ class Writer:
                  rate: Fraction, options: EncodeOptions | None = None,
                  source: VideoInfo | None = None, audio: AudioPlan | list[AudioPlan] | None = None,
                  inputs=(), overwrite: bool = False, offset: Fraction = Fraction(0),
-                 passthrough: bool = True):
+                 until: Fraction | None = None, passthrough: bool = True):
         self.options = jpeg_colours(options or EncodeOptions())
         self.path = str(path)
         self.image = is_image(path)
         self.offset = Fraction(offset)
+        self.until = None if until is None else Fraction(until)
         self._allow_passthrough = passthrough
         self._atomic = atomic_output(path, inputs=inputs, overwrite=overwrite)
         self.tmp = self._atomic.__enter__()
@@ -377,20 +380,10 @@ class Writer:
 
     def _copy_tags(self, path: str) -> None:
         """The source's file-level tags (title, creation time, location ...) and chapters, as the
-        ffmpeg program keeps them; chapters move with a trimmed start and those before it go."""
-        try:
-            with av.open(str(path), metadata_errors="ignore") as source:
-                tags, chapters = dict(source.metadata), source.chapters()
-        except (av.error.FFmpegError, OSError):  # e.g. a raw pipe: nothing to copy
-            return
+        ffmpeg program keeps them; chapters move with a trimmed start and are cut at the end."""
+        tags, chapters = read_tags(path)
         self.container.metadata.update({k: v for k, v in tags.items() if k.lower() not in _MUXER_TAGS})
-        kept = []
-        for chapter in chapters:
-            tb = Fraction(chapter["time_base"])
-            shift = round(self.offset / tb)
-            start, end = chapter["start"] - shift, chapter["end"] - shift
-            if end > 0:
-                kept.append(dict(chapter, start=max(0, start), end=end))
+        kept = cut_chapters(chapters, self.offset, self.until, 1 / self.rate)
         if kept:
             self.container.set_chapters(kept)
 
