@@ -97,6 +97,32 @@ def test_filter_file_stops_with_the_encoders_reason_when_ffmpeg_cannot_encode(cl
     assert list(tmp_path.iterdir()) == []
 
 
+def test_filter_file_refuses_an_encoder_or_pixel_format_the_ffmpeg_program_cannot_give(clips, tmp_path):
+    # an unknown encoder was an internal error (UnknownCodecError), and a pixel format the
+    # encoder does not take was replaced by another without a word (libx264: rgb24 -> yuv444p)
+    out = tmp_path / "ff.mkv"
+
+    def refused(*args):
+        result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(out), *args],
+                                capture_output=True, text=True, timeout=60)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("videoinv: error: "), result.stderr
+        assert list(tmp_path.iterdir()) == []
+        return lines[0]
+
+    assert "encoder 'libfoo' is not in the ffmpeg program's build" in refused("--codec", "libfoo")
+    assert "available: libx264, " in refused("--codec", "libfoo")
+    assert "'aac' is not a video encoder; use one of libx264" in refused("--codec", "aac")
+    assert "libx264 cannot encode --pix-fmt rgb24; it takes yuv420p" in refused("--pix-fmt", "rgb24")
+    assert "mpeg4 cannot encode --pix-fmt yuv444p; it takes yuv420p" in refused("--codec", "mpeg4", "--pix-fmt",
+                                                                                  "yuv444p")
+    # what the encoder takes is written as asked
+    result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(out),
+                             "--pix-fmt", "yuv444p", "--audio", "drop", "-q"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [s["pix_fmt"] for s in ffprobe(out)["streams"]] == ["yuv444p"]
+
+
 def test_filter_file_to_webm_picks_vp9_and_re_encodes_the_audio_it_cannot_copy(clips, tmp_path):
     out = tmp_path / "ff.webm"
     result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(clips.bt709), str(out)],

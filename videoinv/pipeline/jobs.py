@@ -8,6 +8,7 @@ import os
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -18,7 +19,8 @@ from ..files import atomic_output, check_output_path
 from ..registry import default_registry
 from ..video.audio import AudioPlan, check_audio_file, has_subtitles
 from ..video.chapters import ffmetadata, window_chapters
-from ..video.ffmpeg_cli import decode_command, encode_command, ffmpeg_binary, ffmpeg_python, error_message
+from ..video.ffmpeg_cli import (check_encoder as check_program_encoder, decode_command, encode_command, error_message,
+                                ffmpeg_binary, ffmpeg_python)
 from ..video.probe import describe
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
@@ -273,7 +275,10 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
         raise VideoinvError("filter-file takes --audio copy or drop")
     check_output_path(target, [source], overwrite)
     start, end = parse_range(start, end)
-    check_encode(encode, encoder=False)  # the ffmpeg program's own encoders may differ from ours
+    check_encode(encode, encoder=False)  # the ffmpeg program's own encoders may differ from ours:
+    formats = check_program_encoder(binary, encode)  # asked of it
+    if encode.pix_fmt is None and formats and default_pix_fmt(encode.codec) not in formats:
+        encode = replace(encode, pix_fmt=formats[0])
     check_container(target, encode.codec)
     if is_image(target):
         _check_picture(source, target, "drop", start, end)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import subprocess
 
-from ..errors import VideoinvError
+from ..errors import OutputError, VideoinvError
 from .audio import TRANSCODE_BIT_RATE, audio_codec, copyable_subtitles
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
 from .palette import GENERATE, USE
-from .writer import EncodeOptions, container_format, encoder_settings, picture_sizes
+from .writer import KNOWN_ENCODERS, EncodeOptions, container_format, encoder_settings, picture_sizes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,34 @@ def ffmpeg_binary(name: str = "ffmpeg") -> str:
         raise VideoinvError(f"the ffmpeg program ({name}) was not found; install it "
                             "(e.g. apt-get install ffmpeg) or use 'videoinv edit'")
     return path
+
+
+def check_encoder(binary: str, options: EncodeOptions) -> list[str]:
+    """Refuse, before any work, an encoder the ffmpeg program ``binary`` lacks, one that is not a
+    video encoder, and a ``--pix-fmt`` it cannot take (the program would pick another format
+    without a word). Returns the pixel formats the encoder takes (empty where it does not say)."""
+    def ask(*args: str) -> str:
+        try:
+            return subprocess.run([binary, "-hide_banner", *args], capture_output=True, text=True,
+                                  errors="replace", timeout=60).stdout
+        except (OSError, subprocess.SubprocessError) as err:
+            raise VideoinvError(f"cannot run the ffmpeg program ({binary}): {err}") from None
+
+    kinds = {m.group(2): m.group(1) for m in re.finditer(r"^ ([VAS])\S{5} (\S+)", ask("-encoders"), re.M)}
+    video = [name for name in KNOWN_ENCODERS if kinds.get(name) == "V"]
+    codec = options.codec
+    if codec not in kinds:
+        raise OutputError(f"encoder {codec!r} is not in the ffmpeg program's build ({binary}); "
+                          f"available: {', '.join(video)}")
+    if kinds[codec] != "V":
+        raise OutputError(f"{codec!r} is not a video encoder; use one of {', '.join(video)}")
+    found = re.search(r"Supported pixel formats:(.*)", ask("-h", f"encoder={codec}"))
+    formats = found.group(1).split() if found else []
+    if options.pix_fmt is not None and formats and options.pix_fmt not in formats:
+        more = ", ..." if len(formats) > 8 else ""
+        raise OutputError(f"the ffmpeg program's {codec} cannot encode --pix-fmt {options.pix_fmt}; it takes "
+                          f"{', '.join(formats[:8])}{more}")
+    return formats
 
 
 def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg", window: dict | None = None) -> list[str]:

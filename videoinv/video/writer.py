@@ -129,8 +129,8 @@ def check_encoder(codec: str) -> None:
 def check_encode(opts: EncodeOptions, encoder: bool = True) -> None:
     """Refuse, before any work, an encoder this FFmpeg lacks, a pixel format it cannot take, a
     CRF outside the encoder's range or a preset it does not know (the errors opening the output
-    would give). ``encoder=False``: the encoder is another program's (the ffmpeg CLI converts
-    the pixel format itself), so check only what does not depend on its build."""
+    would give). ``encoder=False``: the encoder is another program's, so check only what does not
+    depend on its build (``ffmpeg_cli.check_encoder`` asks the ffmpeg program for the rest)."""
     check_pix_fmt(opts.pix_fmt)
     if encoder:
         check_encoder(opts.codec)
@@ -207,7 +207,7 @@ def default_pix_fmt(codec: str) -> str:
         return _ENCODERS[codec][0]
     try:
         names = [f.name for f in av.codec.Codec(codec, "w").video_formats or ()]
-    except av.error.FFmpegError:
+    except (av.error.FFmpegError, ValueError):  # e.g. an encoder only the ffmpeg program has
         names = []
     return "yuv420p" if not names or "yuv420p" in names else names[0]
 
