@@ -263,6 +263,36 @@ def test_out_of_memory_halves_the_batch_and_writes_every_frame(clip, tmp_path, m
         assert np.abs(got.astype(int) - expected).max() <= 1
 
 
+@pytest.mark.parametrize("model", ["encoder", "generator"])
+def test_an_interrupted_run_stops_its_models_within_one_call(clip, tmp_path, monkeypatch, model):
+    # after Ctrl-C each model stage finished its whole batch (8 faces: 5 s with a full-size
+    # model on the CPU) before the command could stop; now it gives up after the call in flight
+    stops: list[threading.Event] = []
+    real_stop_when = Stage.stop_when
+    monkeypatch.setattr(Stage, "stop_when", lambda self, event: (stops.append(event), real_stop_when(self, event)))
+    monkeypatch.setattr(traced, "_usable", lambda tensors: False)  # eager calls, counted below
+    cls, name = (FeatureStyleEncoder, "forward") if model == "encoder" else (StyleGAN2Generator, "synthesize_from")
+    real, calls = getattr(cls, name), []
+
+    def counted(self, *args, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:  # Ctrl-C during the second call
+            import _thread
+
+            _thread.interrupt_main()
+            assert stops[0].wait(30)  # the run is stopping before this call returns
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counted)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):  # one face per call: 8 calls for a batch of 8 frames
+        edited_frames(clip, out, threaded=True, batch=1, workers=0, parallel=1)
+    assert len(calls) == 2, calls
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert not [t for t in threading.enumerate() if t.name.startswith("videoinv-") and t.name != "videoinv-prefetch"]
+    assert stops[-1] is None  # and the stages no longer hold the finished run's signal
+
+
 def test_adaptive_batch_keeps_order_and_reports_what_it_cannot_fit():
     calls = []
 

@@ -19,7 +19,7 @@ from ..models.encoder import inference_encoder
 from ..models.ops import conv_mode
 from ..models.traced import TracedEncoder, TracedGenerator
 from ..models.tuning import COMPILE_MODES, CompiledGenerator, choose_conv_mode, compiled_encoder, pad_batch
-from ..pipeline.batching import AdaptiveBatch
+from ..pipeline.batching import AdaptiveBatch, check_stop
 from ..pipeline.stage import Param, Stage
 from ..pipeline.transfer import GPU_CLOCK, transfer_for
 from ..video.frame import FrameRecord
@@ -118,6 +118,7 @@ class BlockWorkers:
 
     def __init__(self, n: int, name: str):
         self.n = max(1, n)
+        self.stopping: threading.Event | None = None  # see batching.Stopped
         self.pool = None
         if self.n > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -125,9 +126,13 @@ class BlockWorkers:
             self.pool = ThreadPoolExecutor(self.n, thread_name_prefix=f"videoinv-{name}")
 
     def map(self, fn, blocks: list) -> list:
+        def run(block):
+            check_stop(self.stopping)
+            return fn(block)
+
         if self.pool is None or len(blocks) < 2:
-            return [fn(block) for block in blocks]
-        return list(self.pool.map(fn, blocks))
+            return [run(block) for block in blocks]
+        return list(self.pool.map(run, blocks))
 
     def close(self) -> None:
         if self.pool is not None:
@@ -230,6 +235,10 @@ class Invert(Stage):
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return self._after(self.blocks.add(batch))
+
+    def stop_when(self, event) -> None:
+        super().stop_when(event)
+        self.chunks.stopping = self.workers.stopping = event
 
     def _after(self, blocks: list[list[FrameRecord]]) -> list[FrameRecord]:
         self.workers.map(self._invert, blocks)
@@ -378,6 +387,10 @@ class Synthesize(Stage):
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return [r for block in self.blocks.add(batch) for r in self._render(block)]
+
+    def stop_when(self, event) -> None:
+        super().stop_when(event)
+        self.heads.stopping = self.chunks.stopping = self.workers.stopping = event
 
     def flush(self) -> list[FrameRecord]:
         return [r for block in self.blocks.rest() for r in self._render(block)]

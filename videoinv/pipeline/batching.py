@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, Sequence, TypeVar
 
 import torch
@@ -22,6 +23,17 @@ def is_out_of_memory(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
+class Stopped(Exception):
+    """A threaded run is stopping (Ctrl-C, or another stage's error): a model stage gives up the
+    rest of its batch instead of finishing work nobody will take."""
+
+
+def check_stop(event: threading.Event | None) -> None:
+    """Raise :class:`Stopped` once ``event`` (a threaded run's stop signal) is set."""
+    if event is not None and event.is_set():
+        raise Stopped
+
+
 def _release_cached_memory() -> None:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
@@ -30,17 +42,20 @@ def _release_cached_memory() -> None:
 class AdaptiveBatch:
     """Runs a model over items in chunks of at most ``size`` (None: all at once); on
     out-of-memory it halves the chunk, retries the same items, and keeps the smaller size for
-    later calls. Results come back in item order, one per item."""
+    later calls. Results come back in item order, one per item. ``stopping``: a threaded run's
+    stop signal, looked at before each chunk (see :class:`Stopped`)."""
 
     def __init__(self, what: str, size: int | None = None):
         self.what = what
         self.size = size
+        self.stopping: threading.Event | None = None
 
     def map(self, run: Callable[[Sequence[T]], Sequence[R]], items: Sequence[T]) -> list[R]:
         out: list[R] = []
         i = 0
         while i < len(items):
             n = len(items) - i if self.size is None else min(self.size, len(items) - i)
+            check_stop(self.stopping)
             try:
                 out.extend(run(items[i:i + n]))
             except Exception as err:  # noqa: BLE001 - only out-of-memory is handled

@@ -211,6 +211,8 @@ class Pipeline:
         threads = [threading.Thread(target=feed, name="videoinv-feed", daemon=True)]
         threads += [threading.Thread(target=work, args=(i, s), name=f"videoinv-{s.name}", daemon=True)
                     for i, s in enumerate(self.stages)]
+        for stage in self.stages:
+            stage.stop_when(stop)
         for thread in threads:
             thread.start()
         try:
@@ -226,6 +228,8 @@ class Pipeline:
             stop.set()
             for thread in threads:
                 thread.join()
+            for stage in self.stages:
+                stage.stop_when(None)
         if self._out != self._in:
             raise RuntimeError(f"pipeline lost frames: {self._in} in, {self._out} out "
                                f"(stages: {', '.join(s.name for s in self.stages)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -93,6 +94,7 @@ class Stage:
     # float32 model work on CUDA: True in TensorFloat-32, False in full float32, None: no
     # preference (set by the model stages from their dtype; a run applies it to the process)
     tf32: bool | None = None
+    stopping: threading.Event | None = None  # a threaded run's stop signal (see stop_when)
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return batch
@@ -104,6 +106,11 @@ class Stage:
 
     def flush(self) -> list[FrameRecord]:
         return []
+
+    def stop_when(self, event: threading.Event | None) -> None:
+        """A threaded run's stop signal (None after the run): a stage whose ``process`` takes long
+        may give up the rest of its batch once it is set, raising ``batching.Stopped``."""
+        self.stopping = event
 
     # A pre-pass (see Pipeline.prepass): the stages before the first one that needs it process
     # the whole video once with ``prepass=True`` (and may record what they computed, to replay
