@@ -409,7 +409,7 @@ def test_chapters_end_with_the_range(clips, tmp_path):
             # cut at both ends: the marks stay on the same pictures
             got, length = run(command, tmp_path / f"{command}-10f-50f.{ext}", "--start", "10f", "--end", "50f")
             assert [title for title, *_ in got] == ["Intro", "Act 2; scene = 1", "Outro"], (command, ext, got)
-            first = float(times[10]) if command == "edit" else 10 / 30  # filter-file counts at the nominal rate
+            first = float(times[10])  # the 11th frame's time, in both
             assert got[0][1] == 0.0 and abs(got[1][1] - (0.8 - first)) < 0.002 and abs(got[2][1] - (1.5 - first)) < 0.002
             assert abs(got[2][2] - length) < 0.03, (command, ext, got)
 
@@ -607,6 +607,28 @@ def test_filter_file_takes_a_range_as_edit_does(clips, tmp_path):
                            "--start", "90f"], capture_output=True, text=True)
     assert late.returncode == 1 and "--start 90f is past the end" in late.stderr
     assert not (tmp_path / "late.mp4").exists()
+
+
+def test_filter_file_frame_numbers_are_the_sources_frames(clips, tmp_path):
+    # filter-file counted frame numbers at the nominal rate from 0: a Matroska copy whose video
+    # starts 23 ms in gave frames 9-18 for 10f-20f, and a variable-rate clip other frames still
+    mkv = tmp_path / "late.mkv"
+    ffmpeg("-i", clips.bt709, "-map", "0", "-c", "copy", mkv)
+    assert float(video_times(mkv)[0][0]) > 1 / 60  # over half a frame after the start
+    for src, (first, last) in ((mkv, (10, 20)), (clips.vfr, (35, 40)), (clips.vfr, (0, 3))):
+        source = read_all(src)
+        out, edited = tmp_path / f"ff-{first}.mkv", tmp_path / f"edit-{first}.mkv"
+        result = subprocess.run([sys.executable, "-m", "videoinv", "filter-file", str(src), str(out), "-q", "-y",
+                                 "--start", f"{first}f", "--end", f"{last}f", "--codec", "ffv1"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        _edit(src, edited, "-y", "--start", f"{first}f", "--end", f"{last}f", "--codec", "ffv1")
+        for path in (out, edited):
+            got = [int(np.argmin([np.abs(f.image.astype(int) - s.image.astype(int)).mean() for s in source]))
+                   for f in read_all(path)]
+            assert got == list(range(first, last)), (src.name, path.name, got)
+        # the sound starts with the first frame kept
+        assert abs(float(first_audio_time(out)) - float(video_times(out)[0][0])) < 0.025
 
 
 def test_a_gif_of_a_face_keeps_still_areas_still(tmp_path):

@@ -21,7 +21,7 @@ from ..video.audio import AudioPlan, check_audio_file, has_subtitles
 from ..video.chapters import ffmetadata, window_chapters
 from ..video.ffmpeg_cli import (check_encoder as check_program_encoder, decode_command, encode_command, error_message,
                                 ffmpeg_binary, ffmpeg_python)
-from ..video.probe import describe
+from ..video.probe import describe, frame_times
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader
@@ -285,7 +285,14 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
         encode = jpeg_colours(encode)
     info = describe(source)
     check_start(start, info)
-    frames, sound = (seconds_window(start, end, info.fps, lead) for lead in (Fraction(1, 2), Fraction(0)))
+    # frame numbers are the source's frames, found by their timestamps, as edit counts them
+    # (at the nominal rate, a video that starts a little after 0 lost a frame at the start)
+    numbers = [p.frame for p in (start, end) if p is not None and p.frame is not None]
+    times = frame_times(source, max(numbers) + 1) if numbers else None
+    if times is not None and start is not None and start.frame is not None and start.frame >= len(times):
+        raise VideoinvError(f"--start {start} is past the end of {source} (its last frame is "
+                            f"{len(times) - 1}f); give a start inside the video")
+    frames, sound = (seconds_window(start, end, info.fps, lead, times) for lead in (Fraction(1, 2), Fraction(0)))
     if on_start is not None:
         on_start(info)
     size = (info.width, info.height)

@@ -180,6 +180,17 @@ def scan_video_packets(container, stream, until_pts: int | None = None,
     return sorted(pts)
 
 
+def frame_times(path: str | os.PathLike, count: int) -> list[Fraction]:
+    """When the first ``count`` frames of the video are shown (fewer where it has fewer), in
+    seconds from the file's start as the ffmpeg program counts ``-ss``/``-to`` (the container's
+    start time), from the packets' timestamps (demuxing only)."""
+    with open_input(path) as container:
+        stream = video_stream(container)
+        tb = Fraction(stream.time_base.numerator, stream.time_base.denominator)
+        origin = Fraction(container.start_time or 0, 1_000_000)  # in AV_TIME_BASE units
+        return [pts * tb - origin for pts in scan_video_packets(container, stream, until_count=count)[:count]]
+
+
 def missing_packets(container, stream) -> list[int]:
     """Timestamps of the stream's indexed packets that lie (partly) beyond the end of the file:
     a file cut short keeps its index (MP4 with the index at the front) but loses the data."""
