@@ -108,6 +108,21 @@ def test_a_folder_given_as_output_suggests_a_file_of_the_right_kind(clips, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def test_standard_input_and_output_are_refused_with_what_to_do_instead(clips, tmp_path):
+    # "-" was taken for a file: "input not found: -", and "-o -" said "it has no extension"
+    with open(clips.bt709, "rb") as stdin:
+        for command in (["edit", "-", "-o", tmp_path / "out.mp4"], ["filter-file", "-", tmp_path / "out.mp4"],
+                        ["probe", "-"]):
+            stdin.seek(0)
+            one_line_error(videoinv(*command, stdin=stdin), "cannot read a video from standard input",
+                           "save it to a file first", "videoinv filter")
+    for command in (["edit", clips.bt709, "-o", "-", "--chain", "copy"], ["filter-file", clips.bt709, "-"]):
+        result = videoinv(*command)
+        one_line_error(result, "cannot write to standard output", "such as out.mp4", "videoinv filter")
+        assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_precision_the_device_lacks_is_refused_before_loading_anything(clips, tmp_path):
     out = tmp_path / "out.mp4"
     one_line_error(videoinv("edit", clips.bt709, "-o", out, "--model", "random:64:16", "--device", "cpu",

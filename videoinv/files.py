@@ -70,6 +70,10 @@ def check_output_path(output: str | os.PathLike, inputs: Iterable[str | os.PathL
     """Refuse an output that is an input, a directory, in a missing folder, or (without
     ``overwrite``) an existing file. ``example`` is the file name the directory error suggests."""
     out = Path(output)
+    if str(output) == "-":
+        raise OutputError("cannot write to standard output ('-'): the output is written under a temporary name "
+                          f"and moved into place once complete; give a file name such as {example}, or pipe raw "
+                          "frames through 'videoinv filter'")
     for src in inputs:
         if src is not None and same_file(out, src):
             raise OutputError(f"output {out} is the same file as the input; choose another output name")

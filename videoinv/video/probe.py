@@ -38,6 +38,10 @@ _SIDE_DATA._missing_ = classmethod(_unknown_side_data)
 def open_input(path: str | os.PathLike) -> av.container.InputContainer:
     """Open a media file for reading, turning every failure into a one-line InputError."""
     p = Path(path)
+    if str(path) == "-" and not p.exists():
+        raise InputError("cannot read a video from standard input ('-'): it is opened more than once (to probe "
+                         "it, then for its frames, sound and tags); save it to a file first, or pipe raw frames "
+                         "through 'videoinv filter'")
     if not p.exists():
         raise InputError(f"input not found: {p}")
     if p.is_dir():
