@@ -337,6 +337,8 @@ def test_subtitles_are_copied_where_the_file_type_can_hold_them(clips, tmp_path)
                                  "--audio", "drop"], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
         assert _kinds(tmp_path / out) == kinds and ("left out (a .mkv keeps it)" in result.stderr) == (out == "ff.mp4")
+        said = "audio none, 1 subtitle stream copied in " if out == "ff.mkv" else "audio none in "
+        assert said in result.stderr.splitlines()[-1]  # the summary says what it kept, as edit's does
     assert _srt(tmp_path / "ff.mkv") == _srt(mkv)
 
 

@@ -129,6 +129,7 @@ def test_filter_file_to_webm_picks_vp9_and_re_encodes_the_audio_it_cannot_copy(c
                             capture_output=True, text=True, timeout=120)  # it used to hang here
     assert result.returncode == 0, result.stderr
     assert "aac audio cannot be stored in this format; re-encoding it to libopus" in result.stderr
+    assert f"wrote {out}: 60 frames 1280x720 libvpx-vp9, audio re-encoded in " in result.stderr  # as edit says it
     streams = ffprobe(out)["streams"]
     assert {s["codec_type"]: s["codec_name"] for s in streams} == {"video": "vp9", "audio": "opus"}
     audio = [s for s in streams if s["codec_type"] == "audio"][0]

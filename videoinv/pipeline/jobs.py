@@ -20,7 +20,7 @@ from ..registry import default_registry
 from ..video.audio import AudioPlan, check_audio_file, has_subtitles
 from ..video.chapters import ffmetadata, window_chapters
 from ..video.ffmpeg_cli import (check_encoder as check_program_encoder, decode_command, encode_command, error_message,
-                                ffmpeg_binary, ffmpeg_python)
+                                ffmpeg_binary, ffmpeg_python, sound_plan)
 from ..video.probe import describe, frame_times
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
@@ -307,9 +307,8 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             with open(chapters, "w", encoding="utf-8") as f:
                 f.write(ffmetadata(window_chapters(source, sound, 1 / info.fps)))
         dec_cmd = decode_command(builder, source, info, binary, frames)
-        enc_cmd = encode_command(builder, source, str(tmp), info, size, encode,
-                                 audio == "copy" and info.has_audio and holds_sound(target), binary, sound,
-                                 chapters)
+        with_sound = audio == "copy" and info.has_audio and holds_sound(target)
+        enc_cmd = encode_command(builder, source, str(tmp), info, size, encode, with_sound, binary, sound, chapters)
         log.debug("decoder: %s", " ".join(dec_cmd))
         log.debug("encoder: %s", " ".join(enc_cmd))
         dec_log, enc_log = os.path.join(logs, "decode.log"), os.path.join(logs, "encode.log")
@@ -352,8 +351,11 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             raise InputError(f"ffmpeg decoded no frames from {source}"
                              + (" in the selected range" if frames else ""))
     _, stored = picture_sizes(encode, encode.pix_fmt or default_pix_fmt(encode.codec), *size)
+    codecs, subtitles = sound_plan(source, info, str(target), with_sound)
     return {"input": source, "output": str(target), "frames": writer.frames_written,
-            "width": stored[0], "height": stored[1], "codec": encode.codec}
+            "width": stored[0], "height": stored[1], "codec": encode.codec,
+            "audio": "none" if not codecs else "copied" if all(c == "copy" for c in codecs) else "re-encoded",
+            "subtitles": len(subtitles)}
 
 
 def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: str | None = None, options=None,

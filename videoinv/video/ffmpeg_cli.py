@@ -118,16 +118,15 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     kwargs.update(color_primaries=PRIMARIES_NAMES.get(colour.primaries, "bt709"),
                   color_trc=TRC_NAMES.get(colour.trc, "bt709"))
     streams = [video]
-    fmt = container_format(target)
-    if audio:
+    codecs, subtitles = sound_plan(source, info, target, audio)
+    if codecs:
         streams.append(ffmpeg.input(source, **window)["a"])
-        for i, stream in enumerate(info.audio):  # copied where the format can store it
-            codec = audio_codec(fmt, source, stream.index)
+        for i, (stream, codec) in enumerate(zip(info.audio, codecs)):  # copied where the format can store it
             kwargs[f"c:a:{i}"] = codec
             if codec != "copy":
                 kwargs[f"b:a:{i}"] = str(TRANSCODE_BIT_RATE)
                 log.info("%s audio cannot be stored in this format; re-encoding it to %s", stream.codec, codec)
-    for i, index in enumerate(copyable_subtitles(source, fmt)):  # as edit does, whatever the audio
+    for i, index in enumerate(subtitles):  # as edit does, whatever the audio
         streams.append(ffmpeg.input(source, **window)[str(index)])
         kwargs[f"c:s:{i}"] = "copy"
     if "ss" in window:  # stream copy took every packet from the seek point on, before the start too
@@ -148,6 +147,15 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     at = len(args) - 1 - args[::-1].index(target)
     args[at:at] = ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
     return args
+
+
+def sound_plan(source: str, info, target: str, audio: bool) -> tuple[list[str], list[int]]:
+    """What goes with the video into ``target``: the encoder of each audio stream of the source
+    ("copy" where the file type can store it; none unless ``audio``), and the indexes of the
+    subtitle streams it can store."""
+    fmt = container_format(target)
+    codecs = [audio_codec(fmt, source, stream.index) for stream in info.audio] if audio else []
+    return codecs, copyable_subtitles(source, fmt)
 
 
 def error_message(path: str) -> str:
