@@ -14,25 +14,22 @@ from fractions import Fraction
 import av
 
 
-def read_tags(path: str | os.PathLike) -> tuple[dict[str, str], list[dict]]:
-    """The file-level tags and the chapters (PyAV's dicts: id, start, end, time_base, metadata)
-    of ``path``; none where it cannot be opened as a file (e.g. a raw pipe)."""
+def read_tags(path: str | os.PathLike) -> tuple[dict[str, str], list[dict], Fraction]:
+    """The file-level tags, the chapters (PyAV's dicts: id, start, end, time_base, metadata) and
+    the container's start time (seconds) of ``path``; none where it cannot be opened as a file
+    (e.g. a raw pipe)."""
     try:
         with av.open(str(path), metadata_errors="ignore") as source:
-            return dict(source.metadata), source.chapters()
+            start = Fraction(source.start_time or 0, 1_000_000)  # in AV_TIME_BASE units
+            return dict(source.metadata), source.chapters(), start
     except (av.error.FFmpegError, OSError):
-        return {}, []
+        return {}, [], Fraction(0)
 
 
 def window_chapters(path: str | os.PathLike, window: dict[str, str], frame: Fraction = Fraction(0)) -> list[dict]:
     """The chapters of ``path`` cut to the ffmpeg program's input options ``ss``/``to`` (seconds
     from the start of the file, as it counts them; ``frame``: as :func:`cut` takes it)."""
-    try:
-        with av.open(str(path), metadata_errors="ignore") as source:
-            start = Fraction(source.start_time or 0, 1_000_000)  # in AV_TIME_BASE units
-            chapters = source.chapters()
-    except (av.error.FFmpegError, OSError):
-        return []
+    _, chapters, start = read_tags(path)
     end = start + Fraction(window["to"]) if "to" in window else None
     return cut(chapters, start + Fraction(window.get("ss", "0")), end, frame)
 

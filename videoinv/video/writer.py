@@ -381,7 +381,7 @@ class Writer:
     def _copy_tags(self, path: str) -> None:
         """The source's file-level tags (title, creation time, location ...) and chapters, as the
         ffmpeg program keeps them; chapters move with a trimmed start and are cut at the end."""
-        tags, chapters = read_tags(path)
+        tags, chapters, _ = read_tags(path)
         self.container.metadata.update({k: v for k, v in tags.items() if k.lower() not in _MUXER_TAGS})
         kept = cut_chapters(chapters, self.offset, self.until, 1 / self.rate)
         if kept:
