@@ -177,10 +177,36 @@ def test_a_negative_feather_is_refused(value):
     # it was taken silently: a mask edge cannot be narrower than nothing
     from videoinv.registry import default_registry
 
-    with pytest.raises(ChainError, match=re.escape(f"option feather of stage blend: '{value}' is not a valid "
-                                                   "number (it must be 0 or more)")):
+    with pytest.raises(ChainError, match=re.escape(f"option feather of stage blend: '{value}' is out of range; "
+                                                   "it must be 0 or more")):
         build_stages(f"blend=feather={value}", default_registry())
     assert build_stages("blend=feather=0", default_registry())[0].spec.feather == 0
+
+
+@pytest.mark.parametrize("spec, words", [
+    # each was taken: an internal error at the first frame (OpenCV's resize, dlib's arguments, the
+    # latent smoother), or quietly odd (a negative gap, sigma or dilation, a quad of size 0)
+    ("detect=size=0", "option size of stage detect: '0' is out of range; it must be 32 or more"),
+    ("detect=upsample=-1", "option upsample of stage detect: '-1' is out of range; it must be 0 or more"),
+    ("detect=every=0", "option every of stage detect: '0' is out of range; it must be 1 or more"),
+    ("detect=max_gap=-1", "it must be 0 or more"),
+    ("detect=cut=2", "option cut of stage detect: '2' is out of range; it must be -1 to 1"),
+    ("detect=ids=0+-1", "option ids of stage detect: '-1' is out of range; it must be 0 or more"),
+    ("align=scale=0", "option scale of stage align: '0' is out of range; it must be more than 0"),
+    ("align=sigma=-1", "option sigma of stage align: '-1' is out of range"),
+    ("align=fade=-2", "option fade of stage align: '-2' is out of range"),
+    ("blend=dilate=-5", "option dilate of stage blend: '-5' is out of range"),
+    ("invert=lookahead=0:smooth=lookahead", "option lookahead of stage invert: '0' is out of range; it must be 1 or more"),
+    ("invert=batch=0", "option batch of stage invert: '0' is out of range"),
+    ("synthesize=parallel=0", "option parallel of stage synthesize: '0' is out of range"),
+    ("synthesize=model='random:64:8':k=6", "k=6 is not a styled conv that takes the encoder's 16x16 F; use k=4 or 5"),
+    ("synthesize=model='random:64:8':k=99", "k=99 is not a styled conv"),
+])
+def test_options_out_of_range_are_refused_when_the_chain_is_built(spec, words):
+    from videoinv.registry import default_registry
+
+    with pytest.raises(ChainError, match=re.escape(words)):
+        build_stages(spec, default_registry())
 
 
 def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..errors import ChainError
 from ..faces.smooth import TrackSignals
 from ..faces.warp import crop_tensor
-from ..models.encoder import inference_encoder
+from ..models.encoder import FeatureStyleEncoder, inference_encoder
 from ..models.ops import conv_mode
 from ..models.traced import TracedEncoder, TracedGenerator
 from ..models.tuning import COMPILE_MODES, CompiledGenerator, choose_conv_mode, compiled_encoder, pad_batch
@@ -179,13 +179,13 @@ class Invert(Stage):
     params = (
         Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
         Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
-        Param("batch", int, 8, "frames whose faces go through the encoder together"),
+        Param("batch", int, 8, "frames whose faces go through the encoder together", low=1),
         Param("smooth", str, "off", "temporal smoothing of W+ and F per track",
               choices=("off", "causal", "lookahead")),
-        Param("sigma", float, 1.5, "latent smoothing width, frames"),
-        Param("lookahead", int, 4, "frames ahead for smooth=lookahead (the latency)"),
+        Param("sigma", float, 1.5, "latent smoothing width, frames", low=0),
+        Param("lookahead", int, 4, "frames ahead for smooth=lookahead (the latency)", low=1),
         Param("dtype", _dtype, "float32", DTYPE_HELP),
-        Param("parallel", int, 1, "blocks encoded at once on separate threads"),
+        Param("parallel", int, 1, "blocks encoded at once on separate threads", low=1),
         Param("compile", str, "off", "torch.compile the encoder (graphs: with CUDA graphs), batches padded "
               "to a fixed size", choices=tuple(COMPILE_MODES)),
         Param("trace", str, "on", TRACE_HELP, choices=("on", "off")),
@@ -343,14 +343,14 @@ class Synthesize(Stage):
         Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
         Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
         Param("seed", int, 0, "noise seed (track t uses seed + t)"),
-        Param("k", int, 5, "the styled conv whose input F replaces"),
-        Param("batch", int, 8, "frames whose faces go through the generator together"),
+        Param("k", int, 5, "the styled conv whose input F replaces (4 or 5: those that take a 16x16 input)"),
+        Param("batch", int, 8, "frames whose faces go through the generator together", low=1),
         Param("group", int, 0, "frames whose faces go through the layers before k and the correction together "
-              "(a multiple of batch; 0: batch)"),
+              "(a multiple of batch; 0: batch)", low=0),
         Param("dtype", _dtype, "float32", DTYPE_HELP),
         Param("conv", str, "auto", "modulated conv form: grouped, shared, or auto (the faster for "
               "the batch size)", choices=("auto", "grouped", "shared")),
-        Param("parallel", int, 1, "blocks rendered at once on separate threads"),
+        Param("parallel", int, 1, "blocks rendered at once on separate threads", low=1),
         Param("compile", str, "off", "torch.compile the synthesis (graphs: with CUDA graphs), batches padded "
               "to a fixed size", choices=tuple(COMPILE_MODES)),
         Param("trace", str, "on", TRACE_HELP, choices=("on", "off")),
@@ -363,6 +363,11 @@ class Synthesize(Stage):
             raise ChainError(f"synthesize: group={group} must be a multiple of batch={batch}")
         self.models = _models(model, device)
         check_dtype(dtype, self.models.device)
+        side = FeatureStyleEncoder.feature_side
+        fits = [j for j in range(1, self.models.G.num_layers) if self.models.G.side_entering(j) == side]
+        if k not in fits:  # found here, not at the first face
+            raise ChainError(f"synthesize: k={k} is not a styled conv that takes the encoder's {side}x{side} F; "
+                             f"use k={' or '.join(map(str, fits))} (5, the method's, by default)")
         self.tf32 = dtype == "tf32"
         if compile != "off":
             self.G = CompiledGenerator(self.models.G, compile)
@@ -477,7 +482,7 @@ class Latents(Stage):
     reads_parts = True
     params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
               Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
-              Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True))
+              Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True, low=0))
 
     def __init__(self, path, device, select, ids):
         from ..models.specs import pick_device

@@ -11,7 +11,7 @@ from collections import deque
 import numpy as np
 
 from ..errors import ChainError, VideoinvError
-from ..pipeline.stage import Param, Stage, non_negative, parse_bool
+from ..pipeline.stage import Param, Stage, parse_bool
 from ..video.frame import FrameRecord
 from .detect import face_descriptor, landmarks68
 from .face import Face
@@ -45,19 +45,19 @@ class Detect(Stage):
     name = "detect"
     reads_parts = True
     params = (
-        Param("every", int, 5, "run the detector every N frames (and whenever tracking is unsure)"),
+        Param("every", int, 5, "run the detector every N frames (and whenever tracking is unsure)", low=1),
         Param("model", str, "hog", "detector: hog, cnn, or a plugin's (retinaface)"),
-        Param("size", int, 640, "detect on a copy scaled to this longer side"),
-        Param("upsample", int, 0, "dlib upsampling (1 finds faces down to ~30 px, 4x slower)"),
+        Param("size", int, 640, "detect on a copy scaled to this longer side", low=32),
+        Param("upsample", int, 0, "dlib upsampling (1 finds faces down to ~30 px, 4x slower)", low=0),
         Param("threshold", float, None, "minimum detector score (default: the detector's own, "
               "0.3 for dlib's, 0.8 for RetinaFace)"),
-        Param("max_gap", int, 30, "frames a hidden or lost face is waited for before its track ends"),
-        Param("cut", float, 0.4, "scene-cut threshold (thumbnail correlation)"),
+        Param("max_gap", int, 30, "frames a hidden or lost face is waited for before its track ends", low=0),
+        Param("cut", float, 0.4, "scene-cut threshold (thumbnail correlation; -1: no cuts)", low=-1, high=1),
         Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
-        Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True),
+        Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True, low=0),
         Param("ref", str, None, "keep the face most like the one in this image (dlib descriptor)"),
         Param("workers", int, 0, "worker processes detecting ahead of the tracker (dlib detectors; "
-              "0: detect in the stage's own thread)"),
+              "0: detect in the stage's own thread)", low=0),
     )
 
     def __init__(self, every, model, size, upsample, threshold, max_gap, cut, select, ids, ref, workers):
@@ -171,17 +171,17 @@ class Align(Stage):
     name = "align"
     reads_parts = True
     params = (
-        Param("size", int, 1024, "crop size (the generator's resolution)"),
+        Param("size", int, 1024, "crop size (the generator's resolution)", low=16),
         Param("smooth", _smooth_mode, "stream", "stream (look-ahead), offline (two passes), none, or a "
               "strength N: stream with sigmas N/3 (centre) and N (size, rotation); 3 is the default",
               kind="stream|offline|none|N"),
-        Param("lookahead", int, 8, "frames of look-ahead in stream mode (the latency)"),
-        Param("sigma", float, 1.0, "smoothing of the quad centre, frames (Gaussian sigma)"),
-        Param("sigma_axes", float, 3.0, "smoothing of the quad size and rotation, frames"),
-        Param("sigma_landmarks", float, 1.5, "smoothing of the landmarks (for masks), frames"),
-        Param("fade", int, 5, "frames over which a face fades in/out where its track starts/ends"),
+        Param("lookahead", int, 8, "frames of look-ahead in stream mode (the latency)", low=0),
+        Param("sigma", float, 1.0, "smoothing of the quad centre, frames (Gaussian sigma)", low=0),
+        Param("sigma_axes", float, 3.0, "smoothing of the quad size and rotation, frames", low=0),
+        Param("sigma_landmarks", float, 1.5, "smoothing of the landmarks (for masks), frames", low=0),
+        Param("fade", int, 5, "frames over which a face fades in/out where its track starts/ends", low=0),
         Param("crops", parse_bool, True, "make the aligned crops (off: quads and landmarks only)"),
-        Param("scale", float, 1.0, "quad size factor (1.0 = FFHQ)"),
+        Param("scale", float, 1.0, "quad size factor (1.0 = FFHQ)", above=0),
     )
 
     GAP = 3  # missing frames that do not count as a track ending
@@ -289,10 +289,10 @@ class Blend(Stage):
         Param("segments", _segments, ["face"], "segments to paste: " + ", ".join(SEGMENTS), multiple=True,
               kind="segment"),
         Param("exclude", _segments, [], "segments to keep from the source", multiple=True, kind="segment"),
-        Param("dilate", float, 8.0, "dilation, pixels at a 1024 crop"),
-        Param("eye_factor", float, 4.0, "how much more the eyes dilate"),
-        Param("feather", non_negative, 15.0, "soft edge, pixels at a 1024 crop"),
-        Param("forehead", float, 1.0, "how far the forehead segment reaches above the brows"),
+        Param("dilate", float, 8.0, "dilation, pixels at a 1024 crop", low=0),
+        Param("eye_factor", float, 4.0, "how much more the eyes dilate", low=0),
+        Param("feather", float, 15.0, "soft edge, pixels at a 1024 crop", low=0),
+        Param("forehead", float, 1.0, "how far the forehead segment reaches above the brows", low=0),
         Param("mode", str, "alpha", "alpha or laplacian", choices=("alpha", "laplacian")),
         Param("colour", parse_bool, False, "match the pasted face's colour to the frame"),
         Param("source", str, "landmarks", "where masks come from: landmarks, or a parser plugin (bisenet)"),

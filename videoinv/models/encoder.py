@@ -68,6 +68,7 @@ class FeatureStyleEncoder(nn.Module):
     weights' layout made no difference)."""
 
     layouts = {"cpu": torch.channels_last}
+    feature_side = 16  # F's side for the 256x256 input the invert stage gives it
 
     def __init__(self, n_styles: int = 18, style_dim: int = 512, width: int = 64, feature_channels: int = 512):
         super().__init__()

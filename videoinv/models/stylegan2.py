@@ -221,6 +221,11 @@ class StyleGAN2Generator(nn.Module):
         if not 1 <= k < self.num_layers:
             raise ValueError(f"k must be in 1..{self.num_layers - 1}, got {k}")
 
+    def side_entering(self, k: int) -> int:
+        """The side of the activation entering styled conv ``k`` (4 for conv1; 16 for k = 4, 5)."""
+        self._check_k(k)
+        return 4 * 2 ** (k // 2)
+
     def synthesize(self, wplus: torch.Tensor, feature: torch.Tensor | None = None, k: int = 5,
                    noise: Sequence[torch.Tensor] | None = None, noise_seed: int | None = None) -> torch.Tensor:
         """W+ [B,n_latent,512] (or W [B,512], broadcast) -> image [B,3,size,size], about [-1,1].

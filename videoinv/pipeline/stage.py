@@ -22,20 +22,14 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected one of {sorted(_TRUE | _FALSE)}")
 
 
-def non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:  # NaN too
-        raise ValueError("it must be 0 or more")
-    return value
-
-
 @dataclass(frozen=True)
 class Param:
     """A stage option: its name, how to convert the text, its default and a one-line help.
 
     ``convert``: ``int``, ``float``, ``str``, :func:`parse_bool` or any ``str -> value``;
     ``multiple``: the option is a list (``a|b`` / ``a+b``) and each item is converted;
-    ``choices``: allowed values (after conversion)."""
+    ``choices``: allowed values (after conversion); ``low``/``high``: the least and the most a
+    number may be, ``above``: a number it must exceed."""
 
     name: str
     convert_text: Callable[[str], Any] = str
@@ -44,6 +38,24 @@ class Param:
     multiple: bool = False
     choices: tuple | None = None
     kind: str | None = None  # how ``videoinv stages`` names the value (derived when None)
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+
+    @property
+    def bounds(self) -> str:
+        """The range a number must lie in, in words ("1 or more", "0 to 1"); empty: any."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"{self.low:g} or more"
+        if self.above is not None:
+            return f"more than {self.above:g}"
+        return f"{self.high:g} or less" if self.high is not None else ""
+
+    def _in_bounds(self, value) -> bool:
+        return ((self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+                and (self.above is None or value > self.above))
 
     @property
     def kind_name(self) -> str:
@@ -52,9 +64,10 @@ class Param:
         elif self.choices:
             name = "|".join(map(str, self.choices))
         else:
-            name = {int: "int", float: "number", non_negative: "number", str: "text",
+            name = {int: "int", float: "number", str: "text",
                     parse_bool: "yes|no"}.get(self.convert_text, "value")
-        return f"{name}[+{name}...]" if self.multiple else name
+        name = f"{name}[+{name}...]" if self.multiple else name
+        return f"{name} ({self.bounds})" if self.bounds else name
 
     def convert(self, arg, stage: str) -> Any:
         texts = list(arg.items) if self.multiple else [arg.text]
@@ -63,12 +76,15 @@ class Param:
             try:
                 value = self.convert_text(text)
             except (TypeError, ValueError) as err:
-                kind = self.kind_name.split("[")[0]
+                kind = self.kind_name.split("[")[0].split(" (")[0]
                 raise ChainError(f"option {self.name} of stage {stage}: {text!r} is not a valid {kind} "
                                  f"({err})") from None
             if self.choices is not None and value not in self.choices:
                 raise ChainError(f"option {self.name} of stage {stage}: {text!r} is not one of "
                                  f"{', '.join(map(str, self.choices))}")
+            if value is not None and not self._in_bounds(value):  # NaN too
+                raise ChainError(f"option {self.name} of stage {stage}: {text!r} is out of range; it must be "
+                                 f"{self.bounds}")
             values.append(value)
         return values if self.multiple else values[0]
 
