@@ -201,6 +201,7 @@ def test_a_negative_feather_is_refused(value):
     ("synthesize=parallel=0", "option parallel of stage synthesize: '0' is out of range"),
     ("synthesize=model='random:64:8':k=6", "k=6 is not a styled conv that takes the encoder's 16x16 F; use k=4 or 5"),
     ("synthesize=model='random:64:8':k=99", "k=99 is not a styled conv"),
+    ("blend=exclude=face", "blend: segments face without face leave nothing to paste"),
 ])
 def test_options_out_of_range_are_refused_when_the_chain_is_built(spec, words):
     from videoinv.registry import default_registry

@@ -187,6 +187,9 @@ def test_bench_speed_refuses_bad_models_and_outputs_before_it_runs(tmp_path, arg
     (["--latents", "{tmp}/nope.vinv"], ["latent cache not found", "videoinv invert"]),
     (["--segments", "nose+foo"], ["bad --segments 'nose+foo'", "'foo' is not a segment", "mouth"]),
     (["--exclude", "eye"], ["bad --exclude 'eye'", "'eye' is not a segment"]),
+    # pasting nothing said "no face was found in any frame" after the work
+    (["--exclude", "face"], ["segments face without face leave nothing to paste", "exclude eyes"]),
+    (["--segments", "mouth", "--exclude", "lips+mouth"], ["segments mouth without lips+mouth leave nothing"]),
 ])
 def test_bad_options_are_refused_before_the_models_load(clips, tmp_path, args, words):
     # one line: the models were not loaded (loading random weights logs a warning); the later

@@ -120,13 +120,17 @@ class EditOptions:
         """Refuse an unknown ``segments``/``exclude`` name before any model is loaded (the blend
         stage would, after)."""
         from ..errors import VideoinvError
-        from ..faces.masks import SEGMENTS
+        from ..faces.masks import SEGMENTS, MaskSpec
 
         for option, names in (("--segments", self.segments), ("--exclude", self.exclude)):
             unknown = [n for n in names if n not in SEGMENTS]
             if unknown:
                 raise VideoinvError(f"bad {option} {'+'.join(names)!r}: {', '.join(map(repr, unknown))} is not a "
                                     f"segment; use {', '.join(SEGMENTS)}, joined with + (mouth+eyes)")
+        try:
+            MaskSpec(tuple(self.segments), tuple(self.exclude))
+        except ValueError as err:
+            raise VideoinvError(f"--segments/--exclude: {err}") from None
 
     def face_selection(self) -> dict:
         """The detect stage's selection for ``faces``: all, the largest, or track ids."""

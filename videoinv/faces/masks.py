@@ -36,6 +36,9 @@ class MaskSpec:
         unknown = [s for s in (*self.segments, *self.exclude) if s not in SEGMENTS]
         if unknown:
             raise ValueError(f"unknown segment(s) {', '.join(unknown)}; valid: {', '.join(SEGMENTS)}")
+        if "face" in self.exclude or set(self.segments) <= set(self.exclude):  # face holds every segment
+            raise ValueError(f"segments {'+'.join(self.segments)} without {'+'.join(self.exclude)} leave nothing to "
+                             "paste; exclude a part of what is pasted (e.g. segments face, exclude eyes)")
 
 
 def raised_brows(lm: np.ndarray, factor: float = 1.0) -> np.ndarray:
