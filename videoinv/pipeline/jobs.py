@@ -21,13 +21,13 @@ from ..video.audio import AudioPlan, check_audio_file, has_subtitles
 from ..video.chapters import ffmetadata, window_chapters
 from ..video.ffmpeg_cli import (check_encoder as check_program_encoder, decode_command, encode_command, error_message,
                                 ffmpeg_binary, ffmpeg_python, sound_plan)
-from ..video.probe import describe, frame_times
+from ..video.probe import describe
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
-from ..video.reader import Reader
+from ..video.reader import Reader, frame_span
 from ..video.regions import pays
 from ..video.helpers import ffmpeg_helpers
-from ..video.timing import check_start, parse_range, parse_rate, seconds_window
+from ..video.timing import check_start, parse_range, parse_rate
 from ..video.writer import (EncodeOptions, Writer, check_container, check_encode, default_codec, default_pix_fmt,
                             holds_sound, is_image, jpeg_colours, picture_sizes)
 from .runner import Pipeline, prefetch, timed, torch_threads
@@ -285,14 +285,8 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
         encode = jpeg_colours(encode)
     info = describe(source)
     check_start(start, info)
-    # frame numbers are the source's frames, found by their timestamps, as edit counts them
-    # (at the nominal rate, a video that starts a little after 0 lost a frame at the start)
-    numbers = [p.frame for p in (start, end) if p is not None and p.frame is not None]
-    times = frame_times(source, max(numbers) + 1) if numbers else None
-    if times is not None and start is not None and start.frame is not None and start.frame >= len(times):
-        raise VideoinvError(f"--start {start} is past the end of {source} (its last frame is "
-                            f"{len(times) - 1}f); give a start inside the video")
-    frames, sound = (seconds_window(start, end, info.fps, lead, times) for lead in (Fraction(1, 2), Fraction(0)))
+    span = frame_span(source, start, end)  # the frames edit keeps, and where they lie
+    sound = span.sound_window() if span is not None else {}
     if on_start is not None:
         on_start(info)
     size = (info.width, info.height)
@@ -306,7 +300,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             chapters = os.path.join(logs, "chapters.txt")
             with open(chapters, "w", encoding="utf-8") as f:
                 f.write(ffmetadata(window_chapters(source, sound, 1 / info.fps)))
-        dec_cmd = decode_command(builder, source, info, binary, frames)
+        dec_cmd = decode_command(builder, source, info, binary, span)
         with_sound = audio == "copy" and info.has_audio and holds_sound(target)
         enc_cmd = encode_command(builder, source, str(tmp), info, size, encode, with_sound, binary, sound, chapters)
         log.debug("decoder: %s", " ".join(dec_cmd))
@@ -349,7 +343,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             raise pipe_error
         if writer.frames_written == 0:
             raise InputError(f"ffmpeg decoded no frames from {source}"
-                             + (" in the selected range" if frames else ""))
+                             + (" in the selected range" if span is not None else ""))
     _, stored = picture_sizes(encode, encode.pix_fmt or default_pix_fmt(encode.codec), *size)
     codecs, subtitles = sound_plan(source, info, str(target), with_sound)
     return {"input": source, "output": str(target), "frames": writer.frames_written,

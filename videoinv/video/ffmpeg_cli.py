@@ -74,14 +74,18 @@ def check_encoder(binary: str, options: EncodeOptions) -> list[str]:
     return formats
 
 
-def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg", window: dict | None = None) -> list[str]:
+def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg", span=None) -> list[str]:
     """ffmpeg argv that writes the input's frames as raw rgb24 to stdout, one per source frame
-    (``window``: the input options ``ss``/``to`` of a range, see ``timing.seconds_window``)."""
+    (``span``: a range, as ``reader.FrameSpan``, whose frames the reader would keep)."""
+    seek, select = span.decode_options() if span is not None else ({}, None)
     colour = info.colour
     scale = "out_range=pc:flags=bilinear+full_chroma_int+accurate_rnd"
     if colour.matrix != "rgb":
         scale = f"in_color_matrix={colour.matrix}:in_range={colour.range}:" + scale
-    stream = ffmpeg.input(source, **(window or {})).video.filter("scale", **dict(kv.split("=") for kv in scale.split(":")))
+    stream = ffmpeg.input(source, **seek).video
+    if select is not None:
+        stream = stream.filter("select", select)
+    stream = stream.filter("scale", **dict(kv.split("=") for kv in scale.split(":")))
     out = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24", fps_mode="passthrough")
     return out.global_args(*_QUIET).compile(cmd=binary)
 

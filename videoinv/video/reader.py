@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import weakref
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
 
@@ -24,7 +25,7 @@ from ..errors import InputError, VideoinvError
 from . import helpers
 from .frame import FrameRecord
 from .orientation import apply_orientation
-from .probe import describe_container, open_input, scan_video_packets, video_stream
+from .probe import describe_container, open_input, scan_video_packets, seek_before, video_stream
 from .regions import RegionConverter
 from .timing import TimePoint
 
@@ -50,6 +51,7 @@ class Reader:
         self.start = TimePoint.parse(start)
         self.end = TimePoint.parse(end)
         self.salvage = salvage
+        self.decode_start: int | None = None  # see _seek
         self.container = open_input(path)
         try:
             self.stream = video_stream(self.container)
@@ -206,6 +208,7 @@ class Reader:
         """Seek to the start point. Returns the first pts to keep and the frame number of the
         first kept frame (None: derive it from that frame's timestamp, constant rate only)."""
         start = self.start
+        self.decode_start = None  # the pts of the first frame decoded after a seek (None: from the start)
         if start is None or start.frame == 0 or start.seconds == 0:
             self.container.seek(0, stream=self.stream)  # also when iterating a second time
             return -float("inf"), 0
@@ -213,7 +216,7 @@ class Reader:
         if not self.info.vfr:
             n_target = start.frame * self._step if start.frame is not None else start.seconds / self._tb
             target = self._t0 + round(n_target)
-            self.container.seek(max(0, target - half), stream=self.stream, backward=True)
+            self._seek_before(target - half)
             return target - half, None
         # variable rate: a packet scan maps frame numbers and times exactly
         if start.frame is not None:
@@ -225,5 +228,71 @@ class Reader:
             target = self._pts_from_seconds(start.seconds)
             table = scan_video_packets(self.container, self.stream, until_pts=target)
             base = bisect.bisect_left(table, target)
-        self.container.seek(max(0, target), stream=self.stream, backward=True)
+        self._seek_before(target)
         return target, base
+
+    def _seek_before(self, pts: int) -> None:
+        self.decode_start = seek_before(self.container, self.stream, pts, self._t0, self._decoded)
+
+
+@dataclass
+class FrameSpan:
+    """A ``--start``/``--end`` range as the reader takes it, for the ffmpeg program
+    (``filter-file``), which then keeps the same frames as ``edit``. Positions count frames in
+    presentation order from the first; ``times`` are the presentation times of frames 0 to at
+    least ``stop``, in seconds from the file's start as the program counts ``-ss`` (the
+    container's start time)."""
+
+    first: int  # the first frame kept
+    stop: int | None  # the frame after the last kept (None: to the end of the video)
+    key: int  # where decoding starts (a keyframe at or before ``first``)
+    times: list[Fraction]
+
+    def decode_options(self) -> tuple[dict[str, str], str]:
+        """The decoder's input options and a ``select`` expression. Its seek goes to just before
+        the keyframe and the frames are then counted: the program's own seek to a time lands on
+        the next keyframe where the demuxer has no index (MPEG-TS: 0.34 s gave the frame at 0.5 s)
+        and its timestamps there are counted from other origins; the reader steps back instead."""
+        options = {"ss": f"{float(max(Fraction(0), self.times[self.key] - Fraction(1, 1000))):.6f}"} if self.key else {}
+        if self.stop is not None:  # only to bound the decoding: a second past the end
+            options["to"] = f"{float(self.times[self.stop] + 1):.6f}"
+        first = self.first - self.key
+        return options, f"gte(n,{first})" if self.stop is None else f"between(n,{first},{self.stop - self.key - 1})"
+
+    def sound_window(self) -> dict[str, str]:
+        """Input options ``ss``/``to`` for the sound, subtitles and chapters: from the first frame
+        kept to the end of the last."""
+        window = {"ss": f"{float(self.times[self.first]):.6f}"} if self.first else {}
+        if self.stop is not None:
+            window["to"] = f"{float(self.times[self.stop]):.6f}"
+        return window
+
+
+def frame_span(path: str | os.PathLike, start, end) -> FrameSpan | None:
+    """Where ``start``/``end`` (TimePoints or text) lie in ``path``, by the reader's own rules
+    (it decodes from the keyframe to the first frame kept; the rest is a packet scan); None
+    without a range."""
+    with Reader(path, start=start, end=end, threads=False) as reader:
+        if reader.start is None and reader.end is None:
+            return None
+        first = next(reader.frames(rgb=False), None)
+        if first is None:
+            raise InputError(f"no frames to write: {path} has none in the selected range")
+        key_pts = reader.decode_start
+        end_pts = (reader._pts_from_seconds(reader.end.seconds)
+                   if reader.end is not None and reader.end.seconds is not None else None)
+    with open_input(path) as container:
+        stream = video_stream(container)
+        tb = Fraction(stream.time_base.numerator, stream.time_base.denominator)
+        origin = Fraction(container.start_time or 0, 1_000_000)  # in AV_TIME_BASE units
+        if end_pts is not None:  # the reader stops at the first frame at or after it
+            stop = bisect.bisect_left(scan_video_packets(container, stream, until_pts=end_pts), end_pts)
+        else:
+            stop = reader.end.frame if reader.end is not None else None
+        table = scan_video_packets(container, stream, until_count=stop + 1) if stop is not None else \
+            scan_video_packets(container, stream, until_pts=first.pts + 1)
+    if stop is not None and stop >= len(table):
+        stop = None
+    position = bisect.bisect_left(table, first.pts)
+    key = bisect.bisect_left(table, key_pts) if key_pts is not None else 0
+    return FrameSpan(first=position, stop=stop, key=min(key, position), times=[pts * tb - origin for pts in table])

@@ -71,35 +71,6 @@ def parse_range(start, end) -> tuple[TimePoint | None, TimePoint | None]:
     return first, last
 
 
-def seconds_window(start: TimePoint | None, end: TimePoint | None, fps: Fraction,
-                   lead: Fraction = Fraction(0), times: list[Fraction] | None = None) -> dict[str, str]:
-    """``--start``/``--end`` as the ffmpeg program's input options ``ss``/``to`` (seconds from the
-    start of the file, frames kept from ss on and before to). A frame number is placed at that
-    frame's time in ``times`` (see ``probe.frame_times``; an end past the last frame keeps every
-    frame to the end), or without them at the nominal rate. ``lead``: how many frame intervals
-    earlier a frame number is put; half of one, for the frames themselves, so that no rounding of
-    a frame's time moves it out of or into the range; none for the sound, which starts with the
-    first frame."""
-    def seconds(point: TimePoint) -> Fraction | None:
-        if point.seconds is not None:
-            return point.seconds
-        n = point.frame
-        if times is None:
-            return max(Fraction(0), (n - lead) / fps)
-        if n >= len(times):
-            return None
-        if n == 0:
-            return Fraction(0)
-        return max(Fraction(0), times[n] - lead * (times[n] - times[n - 1]))
-
-    window = {}
-    if start is not None and (seconds(start) or 0) > 0:
-        window["ss"] = f"{float(seconds(start)):.6f}"
-    if end is not None and seconds(end) is not None:
-        window["to"] = f"{float(seconds(end)):.6f}"
-    return window
-
-
 def check_start(start: TimePoint | None, info) -> None:
     """Refuse a ``--start`` at or past the end of the video (``info``: its VideoInfo), where the
     probe knows the length, so that a run stops before any model loads."""
