@@ -416,6 +416,24 @@ def test_chapters_end_with_the_range(clips, tmp_path):
             assert abs(got[2][2] - length) < 0.03, (command, ext, got)
 
 
+def test_chapters_end_at_a_frame_number_of_a_variable_rate_video(clips, tmp_path):
+    # edit cut chapters at a frame-number --end counted at the nominal rate: in the VFR clip
+    # (30 frames at 30 fps, then 15 fps) 35f was put at 1.17 s instead of 1.33 s, and the
+    # chapter that begins at 1.25 s, in which frame 34 starts, went
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1250\ntitle=A\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1250\nEND=3000\ntitle=B\n")
+    src, out = tmp_path / "vfr.mkv", tmp_path / "out.mkv"
+    ffmpeg("-i", clips.vfr, "-i", chapters, "-map", "0", "-map_chapters", "1", "-c", "copy", src)
+    times = video_times(src)[0]
+    assert abs(float(times[34]) - (1 + 4 / 15)) < 0.03  # frame 34 starts after 1.25 s
+    _edit(src, out, "--end", "35f")
+    found = json.loads(subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters", str(out)],
+                                      check=True, capture_output=True).stdout)["chapters"]
+    assert [c["tags"]["title"] for c in found] == ["A", "B"]
+    assert abs(float(found[1]["end_time"]) - float(times[35])) < 0.002  # at frame 35's own time
+
+
 def test_a_picture_in_and_out(clips, tmp_path):
     # .png and .jpg outputs were refused ("no container format 'png'")
     source = read_all(clips.bt709)[10].image.astype(int)

@@ -21,7 +21,7 @@ from ..video.audio import AudioPlan, check_audio_file, has_subtitles
 from ..video.chapters import ffmetadata, window_chapters
 from ..video.ffmpeg_cli import (check_encoder as check_program_encoder, decode_command, encode_command, error_message,
                                 ffmpeg_binary, ffmpeg_python, sound_plan)
-from ..video.probe import describe
+from ..video.probe import describe, open_input, scan_video_packets, video_stream
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader, frame_span
@@ -52,14 +52,17 @@ def _audio_plan(audio: str, reader: Reader, first: FrameRecord) -> list[AudioPla
     return plans
 
 
-def _range_end(end, info, first) -> Fraction | None:
-    """Where ``--end`` falls on the source's timeline, in seconds (None: no end); a frame number
-    counted at the nominal rate from ``first``, the first frame kept."""
+def _range_end(reader) -> Fraction | None:
+    """Where ``--end`` falls on the source's timeline, in seconds (None: no end, or past the
+    video's end); a frame number at that frame's time (a packet scan)."""
+    end, info = reader.end, reader.info
     if end is None:
         return None
     if end.seconds is not None:  # from the start of the video, as the reader takes it
         return round(Fraction(info.start_time) / info.time_base) * info.time_base + end.seconds
-    return first.pts * info.time_base + (end.frame - first.index) / info.fps
+    with open_input(reader.path) as container:
+        table = scan_video_packets(container, video_stream(container), until_count=end.frame + 1)
+    return table[end.frame] * info.time_base if end.frame < len(table) else None
 
 
 def _check_picture(input, output, audio: str, start, end) -> None:
@@ -203,7 +206,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
                         writer = Writer(output, info.width, info.height, info.time_base, info.fps, encode,
                                         info, [] if is_image(output) else _audio_plan(audio, reader, record),
                                         inputs=[input, *audio_inputs], overwrite=overwrite, offset=offset,
-                                        until=_range_end(reader.end, info, record), passthrough=passthrough)
+                                        until=_range_end(reader), passthrough=passthrough)
                     writer.write(record)
                     pipeline.seconds["encode"] += time.perf_counter() - t
                     uncovered += cache is not None and not cache.covers(record.index)
