@@ -112,6 +112,11 @@ def test_keyframes_hit_their_values():
     assert [k.at(t, 0) for t in (0, 1, 2, 3, 4, 4.5, 5, 9)] == [0, 0.75, 1.5, 1.5, 1.5, 0.75, 0, 0]
     frames = Keyframes.parse("2:10f,4:20f")
     assert (frames.at(99.0, 5), frames.at(99.0, 15), frames.at(0.0, 30)) == (2, 3, 4)
+    # two keyframes at one time are a jump, in the order given (sorting by value turned a jump
+    # down from 2 to 0 at 1 s into a jump up: 0 before it, 2 after)
+    jump = Keyframes.parse("2:0s,2:1s,0:1s,0:2s")
+    assert [jump.at(t, 0) for t in (0.5, 0.99, 1.5)] == [2, 2, 0]
+    assert [Keyframes.parse("0:1s,1:0s").at(t, 0) for t in (0, 0.5, 1)] == [1, 0.5, 0]  # any order in time
     assert EditSpec.parse("age@0-7=-2").layers == (0, 7) and str(EditSpec.parse("age@0-7=-2")) == "age@0-7=-2"
     for bad in ("smile", "smile=fast", "smile=1:2s,1:3f"):
         with pytest.raises(Exception):

@@ -56,7 +56,7 @@ class Keyframes:
             points.append((float(tp.frame if tp.frame is not None else tp.seconds), _finite(number, text)))
         if len(units) > 1:
             raise VideoinvError(f"keyframes {text!r} mix seconds and frame numbers; use one kind")
-        points.sort()
+        points.sort(key=lambda point: point[0])  # two at one time: a jump, in the order given
         return cls(tuple(points), by_frame=units == {True})
 
     def at(self, seconds: float, index: int) -> float:
