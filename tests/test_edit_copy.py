@@ -635,14 +635,17 @@ def test_a_range_keeps_the_same_frames_in_edit_and_filter_file_whatever_the_cont
     # In MPEG-TS (no index) a seek lands on the next keyframe: edit found no frame for 20f-24f
     # ("none in the selected range") and started later ones at that keyframe, as the ffmpeg
     # program's own -ss did for filter-file
-    mkv, ts = tmp_path / "late.mkv", tmp_path / "gop15.ts"
+    # In AVI (a tick is a whole frame) "half a frame early" was a whole tick: 27f began at 26
+    mkv, ts, avi = tmp_path / "late.mkv", tmp_path / "gop15.ts", tmp_path / "ticks.avi"
     ffmpeg("-i", clips.bt709, "-map", "0", "-c", "copy", mkv)
     ffmpeg("-i", clips.bt709, "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-c:a", "copy", ts)
+    ffmpeg("-i", clips.bt709, "-c:v", "mpeg4", "-q:v", "2", "-g", "20", "-c:a", "pcm_s16le", avi)
     assert float(video_times(mkv)[0][0]) > 1 / 60  # over half a frame after the start
     cases = [(mkv, ("10f", "20f"), range(10, 20)), (clips.vfr, ("35f", "40f"), range(35, 40)),
              (clips.vfr, ("0f", "3f"), range(0, 3)), (ts, ("20f", "24f"), range(20, 24)),
              (ts, ("40f", "44f"), range(40, 44)), (ts, ("1.11", "1.2"), range(33, 36)),
-             (ts, ("0.7", None), range(21, 60))]
+             (ts, ("0.7", None), range(21, 60)), (avi, ("27f", "30f"), range(27, 30)),
+             (avi, ("0.9", "1"), range(27, 30))]
     for n, (src, (first, last), expected) in enumerate(cases):
         source = read_all(src)
         out, edited = tmp_path / f"ff-{n}.mkv", tmp_path / f"edit-{n}.mkv"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import os
 import threading
 import weakref
@@ -212,12 +213,14 @@ class Reader:
         if start is None or start.frame == 0 or start.seconds == 0:
             self.container.seek(0, stream=self.stream)  # also when iterating a second time
             return -float("inf"), 0
-        half = max(1, round(self._step / 2))
         if not self.info.vfr:
             n_target = start.frame * self._step if start.frame is not None else start.seconds / self._tb
             target = self._t0 + round(n_target)
-            self._seek_before(target - half)
-            return target - half, None
+            # half a frame early, exactly: where a tick is a whole frame (AVI's time base is
+            # 1/rate) a whole tick took the frame before too
+            threshold = target - self._step / 2
+            self._seek_before(math.floor(threshold))
+            return threshold, None
         # variable rate: a packet scan maps frame numbers and times exactly
         if start.frame is not None:
             table = scan_video_packets(self.container, self.stream, until_count=start.frame)
