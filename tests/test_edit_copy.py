@@ -342,24 +342,36 @@ def test_subtitles_are_copied_where_the_file_type_can_hold_them(clips, tmp_path)
     assert _srt(tmp_path / "ff.mkv") == _srt(mkv)
 
 
+def _with_chapters(source, out, metadata: str):
+    """``source`` copied into ``out`` with the tags and chapters of FFMETADATA text ``metadata``."""
+    text = out.with_suffix(".txt")
+    text.write_text(";FFMETADATA1\n" + metadata)
+    ffmpeg("-i", source, "-i", text, "-map", "0", "-map_metadata", "1", "-map_chapters", "1", "-c", "copy", out)
+    return out
+
+
+def _probe_tags(path) -> dict:
+    return json.loads(subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters",
+                                      "-show_format", str(path)], check=True, capture_output=True).stdout)
+
+
+def _chapter_marks(path) -> list[tuple[str, float, float]]:
+    """(title, start, end) of each chapter of ``path``, in seconds."""
+    return [(c["tags"]["title"], float(c["start_time"]), float(c["end_time"])) for c in _probe_tags(path)["chapters"]]
+
+
 def test_file_tags_and_chapters_are_kept(clips, tmp_path):
     # title, creation time and chapters were dropped (the ffmpeg program keeps them)
-    chapters = tmp_path / "chapters.txt"
-    chapters.write_text(";FFMETADATA1\ntitle=Our clip\ncreation_time=2024-05-01T10:00:00Z\n"
-                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=800\ntitle=Intro\n"
-                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=800\nEND=2000\ntitle=Main\n")
-    src = tmp_path / "in.mkv"
-    ffmpeg("-i", clips.bt709, "-i", chapters, "-map", "0", "-map_metadata", "1", "-map_chapters", "1", "-c", "copy", src)
+    src = _with_chapters(clips.bt709, tmp_path / "in.mkv", "title=Our clip\ncreation_time=2024-05-01T10:00:00Z\n"
+                         "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=800\ntitle=Intro\n"
+                         "[CHAPTER]\nTIMEBASE=1/1000\nSTART=800\nEND=2000\ntitle=Main\n")
     whole, trimmed = tmp_path / "whole.mkv", tmp_path / "trimmed.mkv"
     _edit(src, whole)
     _edit(src, trimmed, "--start", "0.5s")
-    probe = lambda path: json.loads(subprocess.run(  # noqa: E731
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters", "-show_format", str(path)],
-        check=True, capture_output=True).stdout)
+    probe = _probe_tags
     tags = {k.lower(): v for k, v in probe(whole)["format"]["tags"].items()}
     assert tags["title"] == "Our clip" and tags["creation_time"].startswith("2024-05-01T10:00:00")
-    marks = lambda path: [(c["tags"]["title"], round(float(c["start_time"]), 2), round(float(c["end_time"]), 2))  # noqa: E731
-                          for c in probe(path)["chapters"]]
+    marks = lambda path: [(title, round(start, 2), round(end, 2)) for title, start, end in _chapter_marks(path)]  # noqa: E731
     assert marks(whole) == [("Intro", 0.0, 0.8), ("Main", 0.8, 2.0)]
     # trimmed: the marks stay on the same pictures (the first frame kept is the source's 16th, at its
     # time in the file: Matroska may start the video a few ms in), give or take Matroska's own shift
@@ -379,18 +391,11 @@ def test_file_tags_and_chapters_are_kept(clips, tmp_path):
 
 def test_chapters_end_with_the_range(clips, tmp_path):
     # chapters after --end were kept, running on past the end of the video (edit and filter-file)
-    chapters = tmp_path / "chapters.txt"
-    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=800\ntitle=Intro\n"
-                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=800\nEND=1500\ntitle=Act 2\\; scene \\= 1\n"
-                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1500\nEND=2000\ntitle=Outro\n")
-    src = tmp_path / "in.mkv"
-    ffmpeg("-i", clips.bt709, "-i", chapters, "-map", "0", "-map_chapters", "1", "-c", "copy", src)
+    src = _with_chapters(clips.bt709, tmp_path / "in.mkv", "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=800\ntitle=Intro\n"
+                         "[CHAPTER]\nTIMEBASE=1/1000\nSTART=800\nEND=1500\ntitle=Act 2\\; scene \\= 1\n"
+                         "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1500\nEND=2000\ntitle=Outro\n")
     times = video_times(src)[0]  # 30 fps; Matroska may start the video a few ms in
-
-    def marks(path):
-        found = json.loads(subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters",
-                                           str(path)], check=True, capture_output=True).stdout)["chapters"]
-        return [(c["tags"]["title"], float(c["start_time"]), float(c["end_time"])) for c in found]
+    marks = _chapter_marks
 
     def run(command, out, *range_):
         args = ["edit", str(src), "-o", str(out), "--chain", "copy"] if command == "edit" else [
@@ -420,18 +425,15 @@ def test_chapters_end_at_a_frame_number_of_a_variable_rate_video(clips, tmp_path
     # edit cut chapters at a frame-number --end counted at the nominal rate: in the VFR clip
     # (30 frames at 30 fps, then 15 fps) 35f was put at 1.17 s instead of 1.33 s, and the
     # chapter that begins at 1.25 s, in which frame 34 starts, went
-    chapters = tmp_path / "chapters.txt"
-    chapters.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1250\ntitle=A\n"
-                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1250\nEND=3000\ntitle=B\n")
     src, out = tmp_path / "vfr.mkv", tmp_path / "out.mkv"
-    ffmpeg("-i", clips.vfr, "-i", chapters, "-map", "0", "-map_chapters", "1", "-c", "copy", src)
+    _with_chapters(clips.vfr, src, "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1250\ntitle=A\n"
+                   "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1250\nEND=3000\ntitle=B\n")
     times = video_times(src)[0]
     assert abs(float(times[34]) - (1 + 4 / 15)) < 0.03  # frame 34 starts after 1.25 s
     _edit(src, out, "--end", "35f")
-    found = json.loads(subprocess.run(["ffprobe", "-v", "error", "-print_format", "json", "-show_chapters", str(out)],
-                                      check=True, capture_output=True).stdout)["chapters"]
-    assert [c["tags"]["title"] for c in found] == ["A", "B"]
-    assert abs(float(found[1]["end_time"]) - float(times[35])) < 0.002  # at frame 35's own time
+    found = _chapter_marks(out)
+    assert [title for title, *_ in found] == ["A", "B"]
+    assert abs(found[1][2] - float(times[35])) < 0.002  # at frame 35's own time
 
 
 def test_a_picture_in_and_out(clips, tmp_path):
