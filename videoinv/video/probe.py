@@ -5,7 +5,6 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -183,27 +182,6 @@ def scan_video_packets(container, stream, until_pts: int | None = None,
                 break
     container.seek(0, stream=stream)
     return sorted(pts)
-
-
-def seek_before(container, stream, pts: int, origin: int, decoded: Callable[[], Iterator]) -> int | None:
-    """Seek ``container`` so that decoding ``stream`` starts at or before ``pts`` (its ticks; no
-    earlier than ``origin``, its first). A demuxer without an index (MPEG-TS) lands on a packet
-    before ``pts``, but the decoder starts at the next keyframe, which can lie after it: a range
-    then began at a later frame, or found none. So the first picture ``decoded()`` gives is
-    looked at, and the seek goes back 1, 2, 4 ... seconds further until it comes at or before
-    ``pts``. Returns that picture's pts (None: none, or the seek reached the start), the container
-    left where decoding it starts."""
-    back, second = 0, round(1 / Fraction(stream.time_base.numerator, stream.time_base.denominator))
-    while True:
-        at = pts - back
-        container.seek(max(0, at), stream=stream, backward=True)
-        if at <= origin:
-            return None
-        first = next(decoded(), None)
-        if first is not None and (first.pts is None or first.pts <= pts):
-            container.seek(max(0, at), stream=stream, backward=True)  # to decode it again
-            return first.pts
-        back = max(2 * back, second)
 
 
 def missing_packets(container, stream) -> list[int]:

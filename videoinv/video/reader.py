@@ -26,7 +26,7 @@ from ..errors import InputError, VideoinvError
 from . import helpers
 from .frame import FrameRecord
 from .orientation import apply_orientation
-from .probe import describe_container, open_input, scan_video_packets, seek_before, video_stream
+from .probe import describe_container, open_input, scan_video_packets, video_stream
 from .regions import RegionConverter
 from .timing import TimePoint
 
@@ -235,7 +235,23 @@ class Reader:
         return target, base
 
     def _seek_before(self, pts: int) -> None:
-        self.decode_start = seek_before(self.container, self.stream, pts, self._t0, self._decoded)
+        """Seek so that decoding starts at or before ``pts``, and set ``decode_start``. A demuxer
+        without an index (MPEG-TS) lands on a packet before ``pts``, but the decoder starts at the
+        next keyframe, which can lie after it: a range then began at a later frame, or found none.
+        So the first picture decoded is looked at, and the seek goes back 1, 2, 4 ... seconds
+        further until it comes at or before ``pts`` (or the seek reaches the start: None)."""
+        back, self.decode_start = 0, None
+        while True:
+            at = pts - back
+            self.container.seek(max(0, at), stream=self.stream, backward=True)
+            if at <= self._t0:
+                return
+            first = next(self._decoded(), None)
+            if first is not None and (first.pts is None or first.pts <= pts):
+                self.container.seek(max(0, at), stream=self.stream, backward=True)  # to decode it again
+                self.decode_start = first.pts
+                return
+            back = max(2 * back, round(1 / self._tb))
 
 
 @dataclass
