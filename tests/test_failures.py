@@ -417,6 +417,16 @@ def test_a_second_interrupt_lets_the_clean_up_finish(tmp_path):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+def test_a_signal_after_the_command_has_returned_is_ignored():
+    # Python's shutdown puts back the default handlers, so a second SIGTERM (timeout's, to the
+    # process group) that landed after the clean-up killed the process: status 143, not 130
+    code = ("import os, signal, sys, time; from videoinv.cli import main; sys.argv = ['videoinv', 'stages', '-q']; "
+            "rc = main(); os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.2); "
+            "print(signal.getsignal(signal.SIGTERM) is signal.SIG_IGN); sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip().endswith("True"), result.stderr
+
+
 def test_a_third_interrupt_quits_at_once_and_never_under_the_final_name(tmp_path):
     proc, out = _editing(tmp_path)
     for _ in range(3):

@@ -998,8 +998,10 @@ def _join_workers(seconds: float = 30.0) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the command and turns every failure into a one-line message. Called
     with ``argv`` (from Python), it puts back the caller's SIGINT and SIGTERM handlers when it
-    returns; the command itself keeps its own until the process exits, so that a late second
-    signal does not kill it on its way out."""
+    returns. The command itself ignores them once it has returned, so that a late second signal
+    does not kill it on its way out: Python's shutdown puts back the default handlers, and a
+    second SIGTERM that came then (``timeout``'s to the process group, 0.2 s after the first)
+    killed the process after its clean-up, exit status 143 instead of 130."""
     global _interrupts
     _interrupts = 0
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -1009,9 +1011,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     finally:
-        if argv is not None:
-            for sig, handler in saved.items():
+        for sig, handler in saved.items():
+            if argv is not None:
                 signal.signal(sig, handler)
+            elif signal.getsignal(sig) is _raise_interrupt:  # the work is done or cleaned up
+                signal.signal(sig, signal.SIG_IGN)
 
 
 def _main(argv: list[str] | None) -> int:
