@@ -210,6 +210,44 @@ def test_options_out_of_range_are_refused_when_the_chain_is_built(spec, words):
         build_stages(spec, default_registry())
 
 
+@pytest.mark.parametrize("spec, words", [
+    # each ran over a video doing nothing without a word: nothing before it made its input, or
+    # nothing after it used what it changed
+    ("detect,align,synthesize,blend", "synthesize needs W+ codes from invert or latents before it in the chain"),
+    ("detect,align,invert,blend", "blend needs rendered faces from synthesize before it"),
+    ("align,invert", "align needs faces from detect or latents before it"),
+    ("detect,invert", "invert needs aligned faces from align or latents before it"),
+    ("annotate", "annotate needs faces from detect or latents before it"),
+    ("detect,align,invert,synthesize,edit=smile=1,blend",
+     "edit changes the W+ codes but no stage after it uses them: put it before synthesize"),
+])
+def test_a_video_chain_whose_stage_has_no_input_or_no_user_is_refused(spec, words):
+    from videoinv.registry import default_registry
+
+    with pytest.raises(ChainError, match=re.escape(words)):
+        build_stages(spec, default_registry(), from_frames=True)
+
+
+def test_the_model_and_device_are_one_per_chain():
+    from videoinv.registry import default_registry
+
+    # given once, on invert: edit and synthesize took the default model (fse) instead, and
+    # align cropped at 1024 for a 64-pixel generator
+    stages = build_stages("detect,align,invert=model='random:64:8':device=cpu,edit=sefa0=1,synthesize,blend",
+                          default_registry(), from_frames=True)
+    named = {s.name: s for s in stages}
+    assert named["align"].size == 64
+    assert named["invert"].models is named["synthesize"].models  # the same loaded pair, on one device
+    assert named["synthesize"].models.spec == "random:64:8" and str(named["synthesize"].models.device) == "cpu"
+    assert build_stages("detect,align=size=128,invert=model='random:64:8'", default_registry())[1].size == 128
+    # two different ones: a W+ code of one model reached another's generator (internal errors)
+    with pytest.raises(ChainError, match=re.escape("invert uses model random:64:8 but synthesize model random:64:16: "
+                                                   "a chain works with one model; give it once")):
+        build_stages("detect,align,invert=model='random:64:8',synthesize=model='random:64:16',blend", default_registry())
+    with pytest.raises(ChainError, match=re.escape("edit uses device cpu but synthesize device cuda")):
+        build_stages("edit=device=cpu:sefa0=1,synthesize=device=cuda", default_registry())
+
+
 def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeypatch):
     """A real installed plugin: a module plus a dist-info with an entry point on sys.path."""
     (tmp_path / "vi_plug.py").write_text(textwrap.dedent('''

@@ -388,3 +388,31 @@ def test_memory_stays_flat_on_a_long_clip(tmp_path):
                              check=True, capture_output=True, text=True)
         peaks.append(int(out.stdout.strip().splitlines()[-1]))
     assert peaks[1] <= 1.15 * peaks[0], peaks
+
+
+def test_a_chain_names_its_model_once(small_clips, tmp_path):
+    # the model given to invert alone: edit and synthesize asked for the FFHQ weights instead,
+    # and the model a latent cache was made with had to be given to every stage after it
+    clip, cache = small_clips["moving"], tmp_path / "moving.vinv"
+    common = ["--end", "20f", "--codec", "ffv1", "--pix-fmt", "bgr0", "-q"]
+
+    def edit(name, chain):
+        assert main(["edit", str(clip), "-o", str(tmp_path / name), "--chain", chain, *common]) == 0
+        return [r.image for r in read_all(tmp_path / name)]
+
+    everywhere = edit("everywhere.mkv", f"detect,align=size=64,invert={M},edit={M}:sefa0=3,synthesize={M},blend")
+    once = edit("once.mkv", f"detect,align,invert={M},edit=sefa0=3,synthesize,blend")
+    assert len(once) == 20 and all(np.array_equal(a, b) for a, b in zip(everywhere, once))
+    assert sum(not np.array_equal(a, r.image) for a, r in zip(once, read_all(clip, end="20f"))) >= 15  # edited
+    assert main(["invert", str(clip), "-o", str(cache), "--model", MODEL, "--end", "20f", "-q"]) == 0
+    replayed = edit("replayed.mkv", f"latents=path='{cache}',edit=sefa0=3,synthesize,blend")
+    explicit = edit("explicit.mkv", f"latents=path='{cache}',edit={M}:sefa0=3,synthesize={M},blend")
+    assert all(np.array_equal(a, b) for a, b in zip(replayed, explicit))
+    # another model after the cache, or a stage out of order, is refused before any work
+    for chain, words in [(f"latents=path='{cache}',synthesize=model='random:64:8',blend",
+                          f"latents uses model {MODEL} but synthesize model random:64:8"),
+                         (f"detect,align,invert={M},synthesize,edit=sefa0=3,blend", "put it before synthesize")]:
+        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "bad.mkv"),
+                                 "--chain", chain], capture_output=True, text=True)
+        assert result.returncode != 0 and words in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.mkv").exists()

@@ -115,7 +115,8 @@ def test_scene_cut_ends_tracks(face_clips):
 def test_no_face_clip_passes_through_bit_exactly(face_clips, tmp_path):
     path, _ = face_clips["noface"]
     out = tmp_path / "out.mkv"
-    assert main(["edit", str(path), "-o", str(out), "--chain", "detect,align,blend", "--codec", "ffv1", "-q"]) == 0
+    assert main(["edit", str(path), "-o", str(out), "--chain", "detect,align,invert=model='random:64:8',synthesize,blend",
+                 "--codec", "ffv1", "-q"]) == 0
     a, b = read_all(path), read_all(out)
     assert len(a) == len(b) == 30
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))

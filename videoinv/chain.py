@@ -18,7 +18,9 @@ Grammar::
 
 ``parse_chain`` only checks the syntax; ``build_stages`` resolves names through the stage
 registry (built-in stages and plugins from the ``videoinv.plugins`` entry-point group) and
-converts option values, with errors that list the valid names.
+converts option values, with errors that list the valid names; it also gives the chain one
+model and device (options marked ``shared``) and, for a chain over a video, checks that each
+stage's input is made before it.
 """
 
 from __future__ import annotations
@@ -193,22 +195,83 @@ def format_chain(chain: Chain) -> str:
 
 
 # -- resolution -------------------------------------------------------------------------------
-def build_stages(spec: str | Chain, registry=None) -> list:
-    """Parse ``spec`` and instantiate its stages from the registry (``copy`` gives none)."""
+def build_stages(spec: str | Chain, registry=None, from_frames: bool = False) -> list:
+    """Parse ``spec`` and instantiate its stages from the registry (``copy`` gives none).
+
+    Shared options (a model and its device) take one value for the whole chain: given on one
+    stage (or fixed by one, as a latent cache fixes its model), the others take it; two
+    different values are an error. ``from_frames``: the records come in as bare frames (a
+    video), so every stage's input must be made by a stage before it (:func:`check_order`)."""
     from .registry import default_registry
 
     registry = registry or default_registry()
     chain = parse_chain(spec)
-    stages = []
-    for call in chain.stages:
-        cls = registry.stage(call.name)
-        options = bind_options(cls, call)
-        stages.append(cls(**options))
+    classes = [registry.stage(call.name) for call in chain.stages]
+    if from_frames:
+        check_order(classes, registry)
+    bound = []
+    for cls, call in zip(classes, chain.stages):
+        given: set = set()
+        bound.append((cls, bind_options(cls, call, given), given))
+    _share(bound)
+    stages = [cls(**options) for cls, options, _ in bound]
     return [s for s in stages if not getattr(s, "identity", False)]
 
 
-def bind_options(cls, call: StageCall) -> dict:
-    """Map a call's positional and keyed options onto ``cls.params``, converted and defaulted.
+_WHAT = {"faces": "faces", "quads": "aligned faces", "latents": "W+ codes", "renders": "rendered faces"}
+_EXAMPLE = "detect,align,invert,edit=smile=1,synthesize,blend"
+
+
+def check_order(classes: list, registry) -> None:
+    """Refuse a chain over bare frames where a stage needs what no stage before it makes
+    (``synthesize`` without ``invert``), or changes what no stage after it uses (``edit``
+    after ``synthesize``): such a stage would do nothing, without a word. (A plugin's stage
+    that declares nothing is taken as it is.)"""
+    def declared(cls, what: str) -> tuple:
+        return getattr(cls, what, ())
+
+    def stages_that(what: str, key: str, but=None) -> str:
+        names = [n for n in registry.names("stage") if key in declared(registry.stage(n), what) and n != but]
+        return " or ".join(names)
+
+    made: set = set()
+    for i, cls in enumerate(classes):
+        for need in declared(cls, "needs"):
+            if need not in made:
+                raise ChainError(f"{cls.name} needs {_WHAT.get(need, need)} from {stages_that('gives', need)} "
+                                 f"before it in the chain (e.g. {_EXAMPLE})")
+        for change in declared(cls, "changes"):
+            if not any(change in declared(later, "needs") for later in classes[i + 1:]):
+                raise ChainError(f"{cls.name} changes the {_WHAT.get(change, change)} but no stage after it uses "
+                                 f"them: put it before {stages_that('needs', change, cls.name)} (e.g. {_EXAMPLE})")
+        made.update(declared(cls, "gives"))
+
+
+def _share(bound: list) -> None:
+    """One value per shared option across the chain (see build_stages)."""
+    shared: dict = {}
+    where: dict = {}
+    for cls, options, given in bound:
+        fixed = {p.name: options[p.name] for p in cls.params if getattr(p, "shared", False) and p.name in given}
+        if hasattr(cls, "chain_values"):
+            fixed.update(cls.chain_values(options))
+        for name, value in fixed.items():
+            if name in shared and shared[name] != value:
+                raise ChainError(f"{where[name]} uses {name} {shared[name]} but {cls.name} {name} {value}: a chain "
+                                 f"works with one {name}; give it once and the other stages take it")
+            shared.setdefault(name, value)
+            where.setdefault(name, cls.name)
+    for cls, options, given in bound:
+        for p in cls.params:
+            if getattr(p, "shared", False) and p.name not in given and p.name in shared:
+                options[p.name] = shared[p.name]
+        if hasattr(cls, "follow"):
+            cls.follow(options, given, shared)
+
+
+def bind_options(cls, call: StageCall, given: set | None = None) -> dict:
+    """Map a call's positional and keyed options onto ``cls.params``, converted and defaulted
+    (``given`` collects the names of those given).
 
     Stages that set ``extra_keys`` receive unknown keys (e.g. edit direction names) as an
     ``extras`` dict of raw :class:`Arg` values."""
@@ -230,6 +293,8 @@ def bind_options(cls, call: StageCall) -> dict:
             raise ChainError(f"option {key} of stage {call.name} is given twice")
         if key in params:
             values[key] = params[key].convert(arg, call.name)
+            if given is not None:
+                given.add(key)
         elif getattr(cls, "extra_keys", False):
             extras[key] = arg
         else:

@@ -636,9 +636,12 @@ def stages(quiet):
         click.echo(f"{name}  {cls.summary()}" + ("" if origin == "core" else f"  [{origin}]"))
         for p in cls.params:
             default = "+".join(map(str, p.default)) if isinstance(p.default, (list, tuple)) else p.default
-            click.echo(f"    {p.name}={p.kind_name}  {p.help} [default: {default}]")
+            shared = " (one per chain: given on any stage, the others take it)" if p.shared else ""
+            click.echo(f"    {p.name}={p.kind_name}  {p.help}{shared} [default: {default}]")
         if cls.extra_keys:
             click.echo("    NAME=value  (any further names are accepted)")
+    click.echo("\nA chain over a video runs its stages in order: detect, align, invert (or latents), edit, "
+               "synthesize, blend (e.g. detect,align,invert=model=fse,edit=smile=1,synthesize,blend).")
 
 
 @cli.group()

@@ -34,6 +34,7 @@ def model_spec(text: str) -> str:
 
 
 MODEL_HELP = "fse, random:<size>[:<channels>] (quoted in a chain) or GENERATOR+ENCODER"
+DEVICE_HELP = "auto, cpu, cuda or cuda:N"
 TRACE_HELP = ("on the CPU, run each model call as a recorded TorchScript trace, which holds Python's lock "
               "only once per call instead of once per operator (the same results; models.traced)")
 
@@ -176,9 +177,10 @@ class Invert(Stage):
     """Invert every aligned face with FeatureStyleEncoder: W+ (latent_avg added) and F."""
 
     name = "invert"
+    needs, gives = ("quads",), ("latents",)
     params = (
-        Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
-        Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
+        Param("model", model_spec, "fse", MODEL_HELP, kind="model", shared=True),
+        Param("device", str, "auto", DEVICE_HELP, shared=True),
         Param("batch", int, 8, "frames whose faces go through the encoder together", low=1),
         Param("smooth", str, "off", "temporal smoothing of W+ and F per track",
               choices=("off", "causal", "lookahead")),
@@ -291,12 +293,13 @@ class Edit(Stage):
     """Move every face's W+ along directions: edit=smile=1.5|age@0-7=-2 (keyframes: quote them)."""
 
     name = "edit"
+    needs = changes = ("latents",)
     reads_parts = True
     extra_keys = True
     params = (
         Param("model", model_spec, "fse", "the model (its generator: layer count, computed directions)",
-              kind="model"),
-        Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
+              kind="model", shared=True),
+        Param("device", str, "auto", DEVICE_HELP, shared=True),
         Param("direction", str, None, "a direction file to apply (with strength= and layers=)"),
         Param("strength", str, "1", "strength or keyframes for direction="),
         Param("layers", str, None, "W+ rows A-B for direction="),
@@ -338,10 +341,11 @@ class Synthesize(Stage):
     at a time, ``parallel`` of those blocks side by side."""
 
     name = "synthesize"
+    needs, gives = ("latents",), ("renders",)
     reads_parts = True
     params = (
-        Param("model", model_spec, "fse", MODEL_HELP, kind="model"),
-        Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
+        Param("model", model_spec, "fse", MODEL_HELP, kind="model", shared=True),
+        Param("device", str, "auto", DEVICE_HELP, shared=True),
         Param("seed", int, 0, "noise seed (track t uses seed + t)"),
         Param("k", int, 5, "the styled conv whose input F replaces (4 or 5: those that take a 16x16 input)"),
         Param("batch", int, 8, "frames whose faces go through the generator together", low=1),
@@ -479,10 +483,19 @@ class Latents(Stage):
     """Replay a latent cache (videoinv invert): faces, smoothed quads, masks' landmarks, W+ and F."""
 
     name = "latents"
+    gives = ("faces", "quads", "latents")
     reads_parts = True
-    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", "auto, cpu, cuda or cuda:N"),
+    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", DEVICE_HELP, shared=True),
               Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
               Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True, low=0))
+
+    @classmethod
+    def chain_values(cls, options: dict) -> dict:
+        from .cache import LatentCache
+
+        # the stages after it render the cache's W+ and F: with its model, unless told otherwise
+        spec = LatentCache(options["path"]).metadata.get("models", {}).get("spec") if options["path"] else None
+        return {"model": spec} if spec else {}
 
     def __init__(self, path, device, select, ids):
         from ..models.specs import pick_device

@@ -43,6 +43,7 @@ class Detect(Stage):
     """Find and track every face: dlib HOG (or another detector) every N frames, landmarks always."""
 
     name = "detect"
+    gives = ("faces",)
     reads_parts = True
     params = (
         Param("every", int, 5, "run the detector every N frames (and whenever tracking is unsure)", low=1),
@@ -169,9 +170,11 @@ class Align(Stage):
     """FFHQ-align every face: smoothed quads (streaming look-ahead or offline), crops, fades."""
 
     name = "align"
+    needs, gives = ("faces",), ("quads",)
     reads_parts = True
     params = (
-        Param("size", int, 1024, "crop size (the generator's resolution)", low=16),
+        Param("size", int, 1024, "crop size (the generator's resolution: the chain's model's where it "
+              "names one)", low=16),
         Param("smooth", _smooth_mode, "stream", "stream (look-ahead), offline (two passes), none, or a "
               "strength N: stream with sigmas N/3 (centre) and N (size, rotation); 3 is the default",
               kind="stream|offline|none|N"),
@@ -185,6 +188,13 @@ class Align(Stage):
     )
 
     GAP = 3  # missing frames that do not count as a track ending
+
+    @classmethod
+    def follow(cls, options: dict, given: set, shared: dict) -> None:
+        if "size" not in given and "model" in shared:  # crops at the size the model works at
+            from ..models.specs import model_size
+
+            options["size"] = model_size(shared["model"], shared.get("device", "auto"))
 
     def __init__(self, size, smooth, lookahead, sigma, sigma_axes, sigma_landmarks, fade, crops, scale):
         if size < 16:
@@ -284,6 +294,7 @@ class Blend(Stage):
     """Paste edited faces back through segment masks (alpha or Laplacian, optional colour match)."""
 
     name = "blend"
+    needs = ("renders",)
     reads_parts = True
     params = (
         Param("segments", _segments, ["face"], "segments to paste: " + ", ".join(SEGMENTS), multiple=True,
@@ -367,6 +378,7 @@ class Annotate(Stage):
     """Draw track ids, boxes, landmarks, smoothed quads and mask outlines (videoinv inspect)."""
 
     name = "annotate"
+    needs = ("faces",)
     params = (
         Param("segments", _segments, ["face"], "mask outlines to draw", multiple=True, kind="segment"),
         Param("masks", parse_bool, True, "draw mask outlines"),

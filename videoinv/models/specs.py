@@ -194,6 +194,12 @@ def check_models(spec: str) -> None:
             raise CheckpointError(f"checkpoint not found: {part} (model {spec})")
 
 
+def model_size(spec: str, device: str = "auto") -> int:
+    """The generator's resolution for ``spec`` (a random spec's without loading anything)."""
+    parsed = parse_random(spec)
+    return parsed[0] if parsed is not None else load_models(spec, device).size
+
+
 def load_models(spec: str, device: str = "auto") -> Models:
     """The generator/encoder pair for ``spec``, loaded once per process and device. Missing
     weight files raise before anything else happens (with how to get them)."""

@@ -174,7 +174,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         chain = prepare_edit(input, options)
         threaded = options.threaded
     threaded = True if threaded is None else threaded
-    pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded)
+    pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded, from_frames=True)
     reader_cls = default_registry().get("reader", reader)
     if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
         log.info("first pass: analysing %s", input)
@@ -240,7 +240,7 @@ def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Ch
     ffmpeg pipe. Returns the number of frames written."""
     reader = RawFrameReader(instream, size[0], size[1], parse_rate(rate), pix_fmt)
     writer = RawFrameWriter(outstream, pix_fmt)
-    pipeline = Pipeline(chain, batch_size=batch_size, threaded=True)
+    pipeline = Pipeline(chain, batch_size=batch_size, threaded=True, from_frames=True)
     if pipeline.needs_prepass:
         raise ChainError("this chain reads the video twice (smooth=offline); a pipe can be read "
                          "only once: use smooth=stream with filter")
@@ -296,7 +296,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     if audio == "copy" and info.has_audio and not holds_sound(target) and not is_image(target):
         log.warning("a %s file holds no sound: the audio of %s is left out", Path(target).suffix, source)
     with atomic_output(target, [source], overwrite) as tmp, \
-            Pipeline(chain, batch_size=batch_size, threaded=True) as pipeline, \
+            Pipeline(chain, batch_size=batch_size, threaded=True, from_frames=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
         chapters = None
         if "to" in sound:  # the ffmpeg program keeps the chapters after an input's end
@@ -378,7 +378,7 @@ def invert_video(input: str | os.PathLike, output: str | os.PathLike, *, model: 
     options.face_selection()  # a bad --faces fails here, before the models load
     models = load_models(options.model, options.device)
     options.threaded = threaded = options.prefers_threads() if threaded is None else threaded
-    pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded)
+    pipeline = Pipeline(options.analysis(models.size), batch_size=batch_size, threaded=threaded, from_frames=True)
     if pipeline.needs_prepass:
         with Reader(input, start=start, end=end, salvage=salvage) as first:
             pipeline.prepass(prefetch(first.frames(rgb=not _in_parts(pipeline, first.info)), depth=2 * batch_size))

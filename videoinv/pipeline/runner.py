@@ -22,11 +22,14 @@ class Pipeline:
     """The stages of a chain, run over records in batches, order and count preserved.
 
     Use :meth:`run` over an iterable, or :meth:`push` batches and :meth:`flush` at the end
-    (frame by frame, as the raw-frame pipe does).
+    (frame by frame, as the raw-frame pipe does). ``from_frames``: the records come in as bare
+    decoded frames, so a stage whose input no stage before it makes is refused (a video's
+    chain; tests feed single stages records made by hand).
     """
 
-    def __init__(self, chain: str | Chain = "copy", registry=None, batch_size: int = 8, threaded: bool = False):
-        self.stages = build_stages(chain, registry)
+    def __init__(self, chain: str | Chain = "copy", registry=None, batch_size: int = 8, threaded: bool = False,
+                 from_frames: bool = False):
+        self.stages = build_stages(chain, registry, from_frames)
         wanted = {stage.tf32 for stage in self.stages} - {None}
         if len(wanted) > 1:
             self.close()

@@ -29,7 +29,8 @@ class Param:
     ``convert``: ``int``, ``float``, ``str``, :func:`parse_bool` or any ``str -> value``;
     ``multiple``: the option is a list (``a|b`` / ``a+b``) and each item is converted;
     ``choices``: allowed values (after conversion); ``low``/``high``: the least and the most a
-    number may be, ``above``: a number it must exceed."""
+    number may be, ``above``: a number it must exceed; ``shared``: one value for the whole chain
+    (given on one stage, the other stages with the option take it; see chain.build_stages)."""
 
     name: str
     convert_text: Callable[[str], Any] = str
@@ -41,6 +42,7 @@ class Param:
     low: float | None = None
     high: float | None = None
     above: float | None = None
+    shared: bool = False
 
     @property
     def bounds(self) -> str:
@@ -111,6 +113,13 @@ class Stage:
     # preference (set by the model stages from their dtype; a run applies it to the process)
     tf32: bool | None = None
     stopping: threading.Event | None = None  # a threaded run's stop signal (see stop_when)
+    # what a stage reads from records that a stage before it made, and what it makes, for
+    # chains run over bare frames (see chain.check_order): "faces", "quads" (aligned faces),
+    # "latents" (W+ and F), "renders" (synthesized crops); ``changes``: what it alters for a
+    # later stage to use (a stage after it must need it)
+    needs: ClassVar[tuple[str, ...]] = ()
+    gives: ClassVar[tuple[str, ...]] = ()
+    changes: ClassVar[tuple[str, ...]] = ()
 
     def process(self, batch: list[FrameRecord]) -> list[FrameRecord]:
         return batch
@@ -145,6 +154,17 @@ class Stage:
 
     def close(self) -> None:
         """Release resources (models, worker processes)."""
+
+    @classmethod
+    def chain_values(cls, options: dict) -> dict:
+        """Values this stage, with these options, fixes for the chain's shared options besides
+        those given to it (e.g. the model a latent cache was made with)."""
+        return {}
+
+    @classmethod
+    def follow(cls, options: dict, given: set, shared: dict) -> None:
+        """Adjust the options not ``given`` to the chain's ``shared`` values (those of shared
+        options are already taken)."""
 
     @classmethod
     def summary(cls) -> str:
