@@ -408,11 +408,18 @@ def test_a_chain_names_its_model_once(small_clips, tmp_path):
     replayed = edit("replayed.mkv", f"latents=path='{cache}',edit=sefa0=3,synthesize,blend")
     explicit = edit("explicit.mkv", f"latents=path='{cache}',edit={M}:sefa0=3,synthesize={M},blend")
     assert all(np.array_equal(a, b) for a, b in zip(replayed, explicit))
-    # another model after the cache, or a stage out of order, is refused before any work
-    for chain, words in [(f"latents=path='{cache}',synthesize=model='random:64:8',blend",
-                          f"latents uses model {MODEL} but synthesize model random:64:8"),
-                         (f"detect,align,invert={M},synthesize,edit=sefa0=3,blend", "put it before synthesize")]:
-        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "bad.mkv"),
-                                 "--chain", chain], capture_output=True, text=True)
+    # another model after the cache, a stage out of order, or the cache of another video (whose
+    # faces were pasted without a word) is refused before any work
+    replay = f"latents=path='{cache}',synthesize,blend"
+    for command, chain, words in [
+            ("edit", f"latents=path='{cache}',synthesize=model='random:64:8',blend",
+             f"latents uses model {MODEL} but synthesize model random:64:8"),
+            ("edit", f"detect,align,invert={M},synthesize,edit=sefa0=3,blend", "put it before synthesize"),
+            ("edit", replay, "was made from another video"), ("filter-file", replay, "was made from another video")]:
+        source = small_clips["crossing"] if "another video" in words else clip
+        output = ["-o", str(tmp_path / "bad.mkv")] if command == "edit" else [str(tmp_path / "bad.mkv")]
+        result = subprocess.run([sys.executable, "-m", "videoinv", command, str(source), *output, "--chain", chain],
+                                capture_output=True, text=True)
         assert result.returncode != 0 and words in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.mkv").exists()
+        assert result.stderr.strip().splitlines()[-1].startswith("videoinv: error: ")  # after the random-weights warning
+        assert result.stderr.count("error") == 1 and not (tmp_path / "bad.mkv").exists()

@@ -163,12 +163,13 @@ class LatentCache:
         first, last = self.metadata.get("frames", [index, index])
         return first <= index <= last
 
-    def check(self, video_print: dict, models: dict, options: dict) -> None:
-        """Refuse a cache made from another video or with other models/alignment."""
+    def check(self, video_print: dict, models: dict | None, options: dict) -> None:
+        """Refuse a cache made from another video or with other models (None: not checked) or
+        alignment."""
         if self.metadata.get("fingerprint") != video_print:
             raise InputError(f"{self.path} was made from another video (its fingerprint differs); "
                              f"run 'videoinv invert' on this one")
-        if self.metadata.get("models") != models:
+        if models is not None and self.metadata.get("models") != models:
             raise InputError(f"{self.path} was made with model {self.metadata.get('models', {}).get('spec')!r}, "
                              f"not {models.get('spec')!r}; invert again with this model")
         for key, value in options.items():

@@ -85,6 +85,21 @@ def _check_picture(input, output, audio: str, start, end) -> None:
                           f"after the start (e.g. --start {first}f --end {first + 1}f)")
 
 
+def check_replayed(pipeline: Pipeline, input: str | os.PathLike) -> None:
+    """Refuse a chain whose ``latents`` stage replays a cache made from another video, or with
+    other weights than the chain's model stages have (as ``edit --latents`` does): its faces and
+    codes were pasted onto this video without a word."""
+    from ..edit.cache import fingerprint, model_info
+
+    caches = [stage.cache for stage in pipeline.stages if stage.name == "latents"]
+    if not caches:
+        return
+    models = next((stage.models for stage in pipeline.stages if getattr(stage, "models", None) is not None), None)
+    video_print = fingerprint(input, describe(input))
+    for cache in caches:
+        cache.check(video_print, model_info(models) if models else None, {"size": models.size} if models else {})
+
+
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
     """Load the models (failing on missing weights before any decoding), check a latent cache
     against the video and models, decide ``options.threaded`` if it is None, and return the
@@ -175,6 +190,11 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         threaded = options.threaded
     threaded = True if threaded is None else threaded
     pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded, from_frames=True)
+    try:
+        check_replayed(pipeline, input)
+    except BaseException:
+        pipeline.close()
+        raise
     reader_cls = default_registry().get("reader", reader)
     if pipeline.needs_prepass:  # e.g. offline smoothing: analyse the whole range first
         log.info("first pass: analysing %s", input)
@@ -298,6 +318,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     with atomic_output(target, [source], overwrite) as tmp, \
             Pipeline(chain, batch_size=batch_size, threaded=True, from_frames=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
+        check_replayed(pipeline, source)
         chapters = None
         if "to" in sound:  # the ffmpeg program keeps the chapters after an input's end
             chapters = os.path.join(logs, "chapters.txt")
