@@ -148,6 +148,22 @@ def test_selection_largest_ids_and_reference(face_clips, tmp_path):
         tracked(path, f"detect=ref='{coffee}'")
 
 
+def test_a_missing_or_unreadable_reference_photo_is_one_clear_line(face_clips, tmp_path):
+    # OpenCV printed its own "[ WARN:0@2.005] global loadsave.cpp ... can't open/read file"
+    # before our error
+    import subprocess
+    import sys
+
+    path, _ = face_clips["crossing"]
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    for ref, words in [(tmp_path / "nope.jpg", "reference image not found"),
+                       (tmp_path / "notes.jpg", "not a picture OpenCV can open")]:
+        result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(path), "-o", str(tmp_path / "o.mp4"),
+                                 "--chain", f"detect=ref='{ref}',align,annotate"], capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode != 0 and len(lines) == 1 and words in lines[0], result.stderr
+
+
 def test_cnn_detector_finds_the_face_too():
     from skimage import data
 

@@ -8,6 +8,8 @@ import bisect
 import logging
 from collections import deque
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import ChainError, VideoinvError
@@ -151,9 +153,11 @@ def _fresh(face: Face) -> Face:
 def _reference_descriptor(path: str) -> np.ndarray:
     import cv2
 
+    if not Path(path).is_file():  # checked here: OpenCV printed its own warning before our error
+        raise VideoinvError(f"reference image not found: {path} (detect=ref= takes a photo of the face to keep)")
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
-        raise VideoinvError(f"cannot read the reference image {path}")
+        raise VideoinvError(f"cannot read the reference image {path}: not a picture OpenCV can open (JPEG, PNG, WebP ...)")
     rgb = np.ascontiguousarray(image[:, :, ::-1])
     from .detect import HogDetector
 
