@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from collections import OrderedDict
@@ -116,6 +117,27 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     result = subprocess.run([sys.executable, "-m", "videoinv", "weights", "convert", str(path),
                              str(tmp_path / "x.safetensors")], capture_output=True, text=True)
     assert result.returncode == 1 and "refusing" in result.stderr and not marker.exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_line_naming_it(models, tmp_path):
+    # a text file tripped the weights-only unpickler with a KeyError (an internal error), and a
+    # damaged archive's message ran on about miniz, cut off mid-word
+    G, latent_avg, _ = models
+    whole = tmp_path / "g.pt"
+    torch.save({"g_ema": G.state_dict(), "latent_avg": latent_avg}, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:50_000])
+    (tmp_path / "notes.pth").write_text("hello\n")
+    (tmp_path / "zip.pth").write_bytes(b"PK\x03\x04 not really")
+    for name, words in [("notes.pth", "not a PyTorch checkpoint"), ("cut.pt", "is it a complete PyTorch checkpoint?"),
+                        ("zip.pth", "not a ZIP archive; is it a complete PyTorch checkpoint?")]:
+        with pytest.raises(CheckpointError, match=re.escape(f"cannot read {tmp_path / name}: ")) as info:
+            load_checkpoint(tmp_path / name)
+        assert words in str(info.value) and "\n" not in str(info.value) and "miniz" not in str(info.value)
+    result = subprocess.run([sys.executable, "-m", "videoinv", "weights", "import", "fse-encoder",
+                             str(tmp_path / "notes.pth")], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"videoinv: error: cannot read {tmp_path / 'notes.pth'}: not a PyTorch checkpoint (KeyError: 101)"]
 
 
 def test_convert_to_safetensors_round_trip(models, tmp_path):

@@ -74,6 +74,10 @@ def read_file(path: str | os.PathLike, map_location="cpu") -> dict:
             "trust it to a state_dict or safetensors file") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {p}: {_first_line(str(err))}; is it a complete PyTorch checkpoint?") from None
+    except Exception as err:  # noqa: BLE001 - other bytes trip the weights-only unpickler anywhere
+        # (a text file: KeyError 101), and no error of a file's contents is an internal one
+        raise CheckpointError(f"cannot read {p}: not a PyTorch checkpoint ({type(err).__name__}: "
+                              f"{_first_line(str(err))})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a dict of tensors")
     return obj
@@ -84,7 +88,8 @@ def _first_line(text: str) -> str:
     for line in lines:  # torch's message names the offending global on one of its lines
         if "GLOBAL" in line or "Unsupported" in line:
             return line[:200]
-    return lines[0][:200] if lines else "unknown reason"
+    # its first sentence: torch goes on about miniz and corrupted files, cut off mid-word
+    return re.split(r"(?<=[a-z])\. (?=[A-Z])", lines[0])[0][:200] if lines else "unknown reason"
 
 
 def _is_generator(sd: dict) -> bool:
