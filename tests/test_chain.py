@@ -228,7 +228,9 @@ def test_a_video_chain_whose_stage_has_no_input_or_no_user_is_refused(spec, word
         build_stages(spec, default_registry(), from_frames=True)
 
 
-def test_the_model_and_device_are_one_per_chain():
+def test_the_model_and_device_are_one_per_chain(monkeypatch):
+    import torch
+
     from videoinv.registry import default_registry
 
     # given once, on invert: edit and synthesize took the default model (fse) instead, and
@@ -244,8 +246,11 @@ def test_the_model_and_device_are_one_per_chain():
     with pytest.raises(ChainError, match=re.escape("invert uses model random:64:8 but synthesize model random:64:16: "
                                                    "a chain works with one model; give it once")):
         build_stages("detect,align,invert=model='random:64:8',synthesize=model='random:64:16',blend", default_registry())
-    with pytest.raises(ChainError, match=re.escape("edit uses device cpu but synthesize device cuda")):
-        build_stages("edit=device=cpu:sefa0=1,synthesize=device=cuda", default_registry())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # refused before anything goes to a GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    with pytest.raises(ChainError, match=re.escape("edit uses device cuda:1 but synthesize device cuda:0")):
+        build_stages("edit=device='cuda:1':sefa0=1,synthesize=device=cuda", default_registry())
 
 
 def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeypatch):

@@ -149,6 +149,13 @@ def test_a_gpu_index_the_machine_lacks_names_the_gpus_it_has(monkeypatch):
     assert pick_device("cuda:1") == torch.device("cuda", 1)
     with pytest.raises(VideoinvError, match=r"cuda:2 .* has 2 CUDA GPU\(s\), cuda:0 to cuda:1"):
         pick_device("cuda:2")
+    # one GPU has one name: 'cuda' and 'auto' are the current one, so a chain's stages that name
+    # it in two ways agree (and its models are loaded once)
+    from videoinv.edit.stages import device_spec
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert pick_device("cuda") == pick_device("auto") == torch.device("cuda", 1)
+    assert device_spec("cuda") == device_spec("auto") == device_spec("cuda:1") == "cuda:1"
 
 
 @pytest.mark.parametrize("args, words", [

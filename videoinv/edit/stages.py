@@ -34,7 +34,19 @@ def model_spec(text: str) -> str:
 
 
 MODEL_HELP = "fse, random:<size>[:<channels>] (quoted in a chain) or GENERATOR+ENCODER"
-DEVICE_HELP = "auto, cpu, cuda or cuda:N"
+DEVICE_HELP = "auto, cpu, cuda or cuda:N (quoted in a chain: device='cuda:1')"
+
+
+def device_spec(text: str) -> str:
+    """A device option as the device it names (``auto`` -> ``cpu`` or ``cuda:N``), so that
+    stages naming one device in two ways agree."""
+    from ..models.specs import pick_device
+
+    return str(pick_device(text))
+
+
+def _device_param() -> Param:
+    return Param("device", device_spec, "auto", DEVICE_HELP, kind="device", shared=True)
 TRACE_HELP = ("on the CPU, run each model call as a recorded TorchScript trace, which holds Python's lock "
               "only once per call instead of once per operator (the same results; models.traced)")
 
@@ -180,7 +192,7 @@ class Invert(Stage):
     needs, gives = ("quads",), ("latents",)
     params = (
         Param("model", model_spec, "fse", MODEL_HELP, kind="model", shared=True),
-        Param("device", str, "auto", DEVICE_HELP, shared=True),
+        _device_param(),
         Param("batch", int, 8, "frames whose faces go through the encoder together", low=1),
         Param("smooth", str, "off", "temporal smoothing of W+ and F per track",
               choices=("off", "causal", "lookahead")),
@@ -299,7 +311,7 @@ class Edit(Stage):
     params = (
         Param("model", model_spec, "fse", "the model (its generator: layer count, computed directions)",
               kind="model", shared=True),
-        Param("device", str, "auto", DEVICE_HELP, shared=True),
+        _device_param(),
         Param("direction", str, None, "a direction file to apply (with strength= and layers=)"),
         Param("strength", str, "1", "strength or keyframes for direction="),
         Param("layers", str, None, "W+ rows A-B for direction="),
@@ -345,7 +357,7 @@ class Synthesize(Stage):
     reads_parts = True
     params = (
         Param("model", model_spec, "fse", MODEL_HELP, kind="model", shared=True),
-        Param("device", str, "auto", DEVICE_HELP, shared=True),
+        _device_param(),
         Param("seed", int, 0, "noise seed (track t uses seed + t)"),
         Param("k", int, 5, "the styled conv whose input F replaces (4 or 5: those that take a 16x16 input)"),
         Param("batch", int, 8, "frames whose faces go through the generator together", low=1),
@@ -485,7 +497,7 @@ class Latents(Stage):
     name = "latents"
     gives = ("faces", "quads", "latents")
     reads_parts = True
-    params = (Param("path", str, None, "the .vinv file"), Param("device", str, "auto", DEVICE_HELP, shared=True),
+    params = (Param("path", str, None, "the .vinv file"), _device_param(),
               Param("select", str, "all", "faces to keep: all or largest", choices=("all", "largest")),
               Param("ids", int, None, "keep only these track ids (e.g. ids=0+2)", multiple=True, low=0))
 

@@ -142,9 +142,10 @@ _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` (CUDA where there is a GPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a
-    GPU that is not there, raises a one-line error."""
+    GPU that is not there, raises a one-line error. CUDA comes with its index (``cuda`` is the
+    current GPU), so one device has one name (the models loaded once, stages that agree)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     m = _DEVICE.match(name.strip())
     if not m or (m.group(1) == "cpu" and m.group(2) not in (None, "0")):
         raise CheckpointError(f"bad device {name!r}: use auto, cpu, cuda or cuda:N (N a GPU's index)")
@@ -155,7 +156,8 @@ def pick_device(name: str = "auto") -> torch.device:
         if m.group(2) is not None and int(m.group(2)) >= count:
             raise CheckpointError(f"device {name} was asked for but this machine has {count} CUDA GPU(s), "
                                   f"cuda:0 to cuda:{count - 1}")
-    return torch.device(name.strip())
+    device = torch.device(name.strip())
+    return torch.device("cuda", torch.cuda.current_device()) if device.type == "cuda" and device.index is None else device
 
 
 _LOADED: dict[tuple[str, str], Models] = {}
