@@ -7,7 +7,6 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import deque
-
 from pathlib import Path
 
 import numpy as np
