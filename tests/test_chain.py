@@ -253,6 +253,40 @@ def test_the_model_and_device_are_one_per_chain(monkeypatch):
         build_stages("edit=device='cuda:1':sefa0=1,synthesize=device=cuda", default_registry())
 
 
+def _detect_workers() -> list[int]:
+    """This process's detection worker processes that are still running."""
+    import os
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != os.getpid():
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"videoinv.faces.pool" in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_stage_that_fails_to_build_closes_those_built_before_it():
+    # detect's worker process (and its reader thread) kept running after a later stage's bad
+    # option, until the process exited
+    import time
+
+    from videoinv.registry import default_registry
+
+    before = set(_detect_workers())
+    with pytest.raises(ChainError, match="k=6 is not a styled conv"):
+        build_stages("detect=workers=1,align,invert=model='random:64:8',synthesize=k=6,blend", default_registry())
+    deadline = time.time() + 10
+    while set(_detect_workers()) - before and time.time() < deadline:
+        time.sleep(0.05)
+    assert set(_detect_workers()) - before == set()
+
+
 def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeypatch):
     """A real installed plugin: a module plus a dist-info with an entry point on sys.path."""
     (tmp_path / "vi_plug.py").write_text(textwrap.dedent('''

@@ -214,7 +214,14 @@ def build_stages(spec: str | Chain, registry=None, from_frames: bool = False) ->
         given: set = set()
         bound.append((cls, bind_options(cls, call, given), given))
     _share(bound)
-    stages = [cls(**options) for cls, options, _ in bound]
+    stages: list = []
+    try:
+        for cls, options, _ in bound:
+            stages.append(cls(**options))
+    except BaseException:  # a later stage's bad option: the ones built let go of their models and workers
+        for stage in stages:
+            stage.close()
+        raise
     return [s for s in stages if not getattr(s, "identity", False)]
 
 
