@@ -664,6 +664,29 @@ def test_a_range_keeps_the_same_frames_in_edit_and_filter_file_whatever_the_cont
         assert abs(float(first_audio_time(out)) - float(video_times(out)[0][0])) < 0.025
 
 
+def test_filter_file_gives_the_stages_the_frames_numbers_and_times_that_edit_does(clips, tmp_path):
+    # filter-file numbered the frames of a range from 0 and timed them at the nominal rate from
+    # 0: a keyframed edit (smile=0:0s,5:1.5s) with --start 30f ran from strength 0 instead of
+    # 3.3, frame-number keyframes counted from the range, and a latent cache replayed the
+    # faces of other frames; a variable-rate clip or a late start was off without a range too
+    from videoinv.pipeline.jobs import filter_file
+
+    mkv, ts = tmp_path / "late.mkv", tmp_path / "gop15.ts"
+    ffmpeg("-i", clips.bt709, "-map", "0", "-c", "copy", mkv)
+    ffmpeg("-i", clips.bt709, "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-c:a", "copy", ts)
+    encode = EncodeOptions(codec="ffv1")
+    for n, (src, start, end) in enumerate([(clips.bt709, "30f", "45f"), (mkv, "10f", None), (mkv, None, None),
+                                           (clips.vfr, "35f", "40f"), (clips.vfr, None, None), (ts, "0.7", None)]):
+        seen: dict = {"edit": [], "filter-file": []}
+        edit_video(src, tmp_path / f"e{n}.mkv", chain="copy", start=start, end=end, encode=encode,
+                   on_frame=lambda r: seen["edit"].append((r.index, round(r.time, 6))))
+        filter_file(src, tmp_path / f"f{n}.mkv", chain="copy", start=start, end=end, encode=encode,
+                    on_frame=lambda r: seen["filter-file"].append((r.index, round(r.time, 6))))
+        assert len(seen["edit"]) >= 5 and seen["filter-file"] == seen["edit"], (src.name, start, end)
+        if start is not None and start.endswith("f"):
+            assert seen["edit"][0][0] == int(start[:-1])  # the source's own frame numbers
+
+
 def test_a_gif_of_a_face_keeps_still_areas_still(tmp_path):
     # paletteuse's default error diffusion changed its noise with every frame's palette: pixels
     # the source left unchanged moved 1.9 levels from frame to frame on the sample face clip

@@ -10,6 +10,7 @@ import tempfile
 import time
 from dataclasses import replace
 from fractions import Fraction
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +22,7 @@ from ..video.audio import AudioPlan, check_audio_file, has_subtitles
 from ..video.chapters import ffmetadata, window_chapters
 from ..video.ffmpeg_cli import (check_encoder as check_program_encoder, decode_command, encode_command, error_message,
                                 ffmpeg_binary, ffmpeg_python, sound_plan)
-from ..video.probe import describe, open_input, scan_video_packets, video_stream
+from ..video.probe import describe, open_input, presentation_pts, scan_video_packets, video_stream
 from ..video.frame import FrameRecord
 from ..video.rawpipe import RawFrameReader, RawFrameWriter
 from ..video.reader import Reader, frame_span
@@ -317,7 +318,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
         log.warning("a %s file holds no sound: the audio of %s is left out", Path(target).suffix, source)
     with atomic_output(target, [source], overwrite) as tmp, \
             Pipeline(chain, batch_size=batch_size, threaded=True, from_frames=True) as pipeline, \
-            tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs:
+            tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs, open_input(source) as timeline:
         check_replayed(pipeline, source)
         chapters = None
         if "to" in sound:  # the ffmpeg program keeps the chapters after an input's end
@@ -335,7 +336,12 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             enc = subprocess.Popen(enc_cmd, stdin=subprocess.PIPE, stderr=el)
         pipe_error: VideoinvError | None = None
         try:
-            reader = RawFrameReader(dec.stdout, size[0], size[1], info.fps, name="ffmpeg's decoded frames")
+            # the frames' numbers and times are the source's, as edit gives them to the stages
+            # (keyframed edits, a latent cache): read from the packets as the frames come
+            first, times = span.first if span is not None else 0, video_stream(timeline)
+            reader = RawFrameReader(dec.stdout, size[0], size[1], info.fps, name="ffmpeg's decoded frames",
+                                    first=first, stamps=islice(presentation_pts(timeline, times), first, None),
+                                    time_base=Fraction(times.time_base.numerator, times.time_base.denominator))
             writer = RawFrameWriter(enc.stdin, name="ffmpeg's encoder input")
             try:
                 for record in pipeline.run(reader):

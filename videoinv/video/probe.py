@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import av
 
@@ -182,6 +183,22 @@ def scan_video_packets(container, stream, until_pts: int | None = None,
                 break
     container.seek(0, stream=stream)
     return sorted(pts)
+
+
+def presentation_pts(container, stream) -> Iterator[int]:
+    """The video packets' presentation timestamps in presentation order, read as they are
+    demuxed (no decoding): each is given once no later packet can come before it (packets come
+    in decode order, and a packet's pts is never below its dts)."""
+    waiting: list[int] = []
+    for packet in container.demux(stream):
+        if packet.pts is None or not packet.size:
+            continue
+        heapq.heappush(waiting, packet.pts)
+        dts = packet.dts if packet.dts is not None else packet.pts
+        while waiting and waiting[0] < dts:
+            yield heapq.heappop(waiting)
+    while waiting:
+        yield heapq.heappop(waiting)
 
 
 def missing_packets(container, stream) -> list[int]:
