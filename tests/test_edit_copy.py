@@ -687,6 +687,25 @@ def test_filter_file_gives_the_stages_the_frames_numbers_and_times_that_edit_doe
             assert seen["edit"][0][0] == int(start[:-1])  # the source's own frame numbers
 
 
+def test_filter_file_smooths_offline_as_edit_does(tmp_path):
+    # filter-file never ran the first pass that smooth=offline needs: the alignment went on with
+    # no look-ahead at all (quads up to 0.9 px from edit's on the sample clip), without a word
+    from videoinv import samples
+    from videoinv.pipeline.jobs import filter_file
+
+    clip = tmp_path / "face.mp4"
+    samples.write_clip(clip, samples.moving_face(640, 360), 40)
+    chain, quads = "detect,align=smooth=offline:crops=no", {"edit": {}, "filter-file": {}}
+    for name, run in (("edit", edit_video), ("filter-file", filter_file)):
+        run(clip, tmp_path / f"{name}.mkv", chain=chain, start="5f", encode=EncodeOptions(codec="ffv1"),
+            on_frame=lambda r, seen=quads[name]: seen.update({r.index: [f.quad.to_vector() for f in r.faces]}))
+    assert len(quads["edit"]) == 35 and sum(map(len, quads["edit"].values())) >= 30
+    assert quads["filter-file"].keys() == quads["edit"].keys()
+    for index, faces in quads["edit"].items():
+        assert len(faces) == len(quads["filter-file"][index])
+        assert all(np.abs(a - b).max() < 0.01 for a, b in zip(faces, quads["filter-file"][index]))
+
+
 def test_a_gif_of_a_face_keeps_still_areas_still(tmp_path):
     # paletteuse's default error diffusion changed its noise with every frame's palette: pixels
     # the source left unchanged moved 1.9 levels from frame to frame on the sample face clip

@@ -42,6 +42,15 @@ def test_empty_input_is_zero_frames():
     assert result.returncode == 0 and result.stdout == b""
 
 
+def test_a_chain_that_reads_the_video_twice_is_refused_on_a_pipe():
+    # a pipe is read once; filter-file, which reads a file, runs offline smoothing's first pass
+    data = np.zeros((3, H, W, 3), np.uint8).tobytes()
+    result = subprocess.run(filter_cmd("--chain", "detect,align=smooth=offline"), input=data, capture_output=True)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode != 0 and result.stdout == b"" and len(lines) == 1
+    assert "reads the video twice (smooth=offline)" in lines[0] and "or filter-file" in lines[0]
+
+
 def test_filter_in_a_real_ffmpeg_pipeline(clips, tmp_path):
     """The README's pipe: ffmpeg decodes, videoinv filters, ffmpeg encodes and copies the audio."""
     out = tmp_path / "piped.mp4"

@@ -263,8 +263,9 @@ def filter_raw(instream, outstream, size: tuple[int, int], rate, chain: str | Ch
     writer = RawFrameWriter(outstream, pix_fmt)
     pipeline = Pipeline(chain, batch_size=batch_size, threaded=True, from_frames=True)
     if pipeline.needs_prepass:
+        pipeline.close()
         raise ChainError("this chain reads the video twice (smooth=offline); a pipe can be read "
-                         "only once: use smooth=stream with filter")
+                         "only once: use smooth=stream with filter, or filter-file")
     short_read: InputError | None = None
 
     def frames():
@@ -320,6 +321,10 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
             Pipeline(chain, batch_size=batch_size, threaded=True, from_frames=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs, open_input(source) as timeline:
         check_replayed(pipeline, source)
+        if pipeline.needs_prepass:  # e.g. offline smoothing: a first pass over the range, as edit's
+            log.info("first pass: analysing %s", source)
+            with Reader(source, start=start, end=end) as first:
+                pipeline.prepass(prefetch(first.frames(rgb=not _in_parts(pipeline, first.info)), depth=2 * batch_size))
         chapters = None
         if "to" in sound:  # the ffmpeg program keeps the chapters after an input's end
             chapters = os.path.join(logs, "chapters.txt")
