@@ -7,6 +7,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from itertools import islice, takewhile
 from pathlib import Path
 from typing import Iterator
 
@@ -161,28 +162,17 @@ def scan_video_packets(container, stream, until_pts: int | None = None,
     """Sorted presentation timestamps of the video packets, by demuxing only (no decoding).
 
     Reads the whole stream, or stops once every frame with ``pts < until_pts`` (or the first
-    ``until_count`` frames in presentation order) is known: packets come in decode order and a
-    packet's pts is never below its dts, so no later packet can precede that point. The container
-    is rewound to the start afterwards.
+    ``until_count`` frames in presentation order, and the one after them) is known (see
+    :func:`presentation_pts`). The container is rewound to the start afterwards.
     """
-    pts: list[int] = []
-    smallest: list[int] = []  # max-heap (negated) of the until_count + 1 smallest pts
-    for packet in container.demux(stream):
-        if packet.pts is None or not packet.size:
-            continue
-        pts.append(packet.pts)
-        dts = packet.dts if packet.dts is not None else packet.pts
-        if until_pts is not None and dts >= until_pts:
-            break
-        if until_count is not None:
-            if len(smallest) <= until_count:
-                heapq.heappush(smallest, -packet.pts)
-            elif packet.pts < -smallest[0]:
-                heapq.heapreplace(smallest, -packet.pts)
-            if len(smallest) > until_count and dts >= -smallest[0]:
-                break
+    pts: Iterator[int] = presentation_pts(container, stream)
+    if until_count is not None:
+        pts = islice(pts, until_count + 1)
+    if until_pts is not None:
+        pts = takewhile(lambda p: p < until_pts, pts)
+    table = list(pts)
     container.seek(0, stream=stream)
-    return sorted(pts)
+    return table
 
 
 def presentation_pts(container, stream) -> Iterator[int]:
