@@ -164,6 +164,8 @@ def test_extra_keys_are_handed_over():
     ("blur=1:box:r:no:9", ["at most 4 positional"]),
     ("blur=radius=1:radius=2", ["given twice"]),
     ("copy=1", ["copy takes at most 0"]),
+    # a ':' inside a value split it: radius=1, then '2' taken as the next positional option
+    ("blur=radius=1:2", ["blur: '2' follows radius=... without a name", "quoted (e.g. device='cuda:1')"]),
 ])
 def test_resolution_errors_name_the_valid_choices(spec, words):
     with pytest.raises(ChainError) as info:

@@ -11,7 +11,8 @@ Grammar::
   ``segments`` is the list ``mouth, eyes``; ``|`` and ``+`` both separate list items.
 * An item of the form ``KEY=value`` after ``|`` or ``+`` starts a new option, so
   ``edit=age=2|smile=1`` is the same as ``edit=age=2:smile=1``.
-* Positional options fill the stage's options in their declared order (``detect=5``).
+* Positional options fill the stage's options in their declared order (``detect=5``), before
+  any named one (as in ffmpeg).
 * Special characters (``, : = | + ' \\``) are taken literally inside single quotes or after a
   backslash: ``edit=direction='my dirs/a:b.npy'``. Whitespace around names and items is ignored.
 * ``copy`` is the empty chain: frames pass through unchanged.
@@ -287,7 +288,11 @@ def bind_options(cls, call: StageCall, given: set | None = None) -> dict:
     values: dict = {}
     extras: dict = {}
     position = 0
+    named = None  # the last option given by name
     for arg in call.args:
+        if arg.key is None and named is not None:  # as in ffmpeg: positional options come first
+            raise ChainError(f"stage {call.name}: {arg.text!r} follows {named}=... without a name; positional "
+                             f"options come first, and a value that holds ':' is quoted (e.g. device='cuda:1')")
         if arg.key is None:
             if position >= len(order):
                 raise ChainError(f"stage {call.name} takes at most {len(order)} positional option(s) "
@@ -295,7 +300,7 @@ def bind_options(cls, call: StageCall, given: set | None = None) -> dict:
             key = order[position]
             position += 1
         else:
-            key = arg.key
+            key = named = arg.key
         if key in values or key in extras:
             raise ChainError(f"option {key} of stage {call.name} is given twice")
         if key in params:
