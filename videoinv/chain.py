@@ -233,26 +233,21 @@ _EXAMPLE = "detect,align,invert,edit=smile=1,synthesize,blend"
 def check_order(classes: list, registry) -> None:
     """Refuse a chain over bare frames where a stage needs what no stage before it makes
     (``synthesize`` without ``invert``), or changes what no stage after it uses (``edit``
-    after ``synthesize``): such a stage would do nothing, without a word. (A plugin's stage
-    that declares nothing is taken as it is.)"""
-    def declared(cls, what: str) -> tuple:
-        return getattr(cls, what, ())
-
+    after ``synthesize``): such a stage would do nothing, without a word."""
     def stages_that(what: str, key: str, but=None) -> str:
-        names = [n for n in registry.names("stage") if key in declared(registry.stage(n), what) and n != but]
-        return " or ".join(names)
+        return " or ".join(n for n in registry.names("stage") if key in getattr(registry.stage(n), what) and n != but)
 
     made: set = set()
     for i, cls in enumerate(classes):
-        for need in declared(cls, "needs"):
+        for need in cls.needs:
             if need not in made:
                 raise ChainError(f"{cls.name} needs {_WHAT.get(need, need)} from {stages_that('gives', need)} "
                                  f"before it in the chain (e.g. {_EXAMPLE})")
-        for change in declared(cls, "changes"):
-            if not any(change in declared(later, "needs") for later in classes[i + 1:]):
+        for change in cls.changes:
+            if not any(change in later.needs for later in classes[i + 1:]):
                 raise ChainError(f"{cls.name} changes the {_WHAT.get(change, change)} but no stage after it uses "
                                  f"them: put it before {stages_that('needs', change, cls.name)} (e.g. {_EXAMPLE})")
-        made.update(declared(cls, "gives"))
+        made.update(cls.gives)
 
 
 def _share(bound: list) -> None:
@@ -260,9 +255,8 @@ def _share(bound: list) -> None:
     shared: dict = {}
     where: dict = {}
     for cls, options, given in bound:
-        fixed = {p.name: options[p.name] for p in cls.params if getattr(p, "shared", False) and p.name in given}
-        if hasattr(cls, "chain_values"):
-            fixed.update(cls.chain_values(options))
+        fixed = {p.name: options[p.name] for p in cls.params if p.shared and p.name in given}
+        fixed.update(cls.chain_values(options))
         for name, value in fixed.items():
             if name in shared and shared[name] != value:
                 raise ChainError(f"{where[name]} uses {name} {shared[name]} but {cls.name} {name} {value}: a chain "
@@ -271,10 +265,9 @@ def _share(bound: list) -> None:
             where.setdefault(name, cls.name)
     for cls, options, given in bound:
         for p in cls.params:
-            if getattr(p, "shared", False) and p.name not in given and p.name in shared:
+            if p.shared and p.name not in given and p.name in shared:
                 options[p.name] = shared[p.name]
-        if hasattr(cls, "follow"):
-            cls.follow(options, given, shared)
+        cls.follow(options, given, shared)
 
 
 def bind_options(cls, call: StageCall, given: set | None = None) -> dict:

@@ -192,7 +192,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     threaded = True if threaded is None else threaded
     pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded, from_frames=True)
     try:
-        check_replayed(pipeline, input)
+        if options is None or options.latents is None:  # prepare_edit checked --latents' cache
+            check_replayed(pipeline, input)
     except BaseException:
         pipeline.close()
         raise
