@@ -55,6 +55,17 @@ def test_truncated_mp4_without_index(clips, tmp_path):
     assert not (tmp_path / "out.mp4").exists() and leftovers(tmp_path) == []
 
 
+def test_a_text_file_named_as_a_picture_is_one_plain_line(tmp_path):
+    # FFmpeg's image demuxer opens any file named .jpg; the decoder then fails on the first frame,
+    # and its errno and function name ("[Errno 1094995529] ... 'avcodec_send_packet()'") are noise
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a picture")
+    for command in (["probe", notes], ["edit", notes, "-o", tmp_path / "out.jpg"]):
+        line = one_line_error(videoinv(*command), "cannot decode", "notes.jpg", "valid picture file")
+        assert "Errno" not in line and "avcodec" not in line
+    assert not (tmp_path / "out.jpg").exists() and leftovers(tmp_path) == []
+
+
 def test_truncated_mp4_fails_midway_and_leaves_nothing(clips, tmp_path):
     faststart = tmp_path / "fs.mp4"
     ffmpeg("-i", clips.bt709, "-c", "copy", "-movflags", "+faststart", faststart)

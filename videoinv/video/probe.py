@@ -235,7 +235,9 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
             orientation = frame_orientation(first)
         container.seek(0, stream=stream)
     except av.error.FFmpegError as err:
-        raise InputError(f"cannot decode {path}: {err}; the file looks damaged") from None
+        kind = "picture" if _is_picture(container) else "video"
+        reason = getattr(err, "strerror", None) or str(err)  # not FFmpeg's errno and function name
+        raise InputError(f"cannot decode {path}: {reason}; is it a complete, valid {kind} file?") from None
     tb = Fraction(stream.time_base.numerator, stream.time_base.denominator)
     fps = _rate(stream.guessed_rate) or _rate(stream.average_rate) or Fraction(25)
     avg = _rate(stream.average_rate)
