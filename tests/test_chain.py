@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from videoinv.chain import Arg, Chain, StageCall, build_stages, parse_chain
 from videoinv.errors import ChainError
+from videoinv.models.specs import load_models
+from videoinv.models.weights import WeightsError
 from videoinv.pipeline.runner import Pipeline
 from videoinv.pipeline.stage import Param, Stage, parse_bool
 from videoinv.registry import Registry
@@ -230,7 +232,7 @@ def test_a_video_chain_whose_stage_has_no_input_or_no_user_is_refused(spec, word
         build_stages(spec, default_registry(), from_frames=True)
 
 
-def test_the_model_and_device_are_one_per_chain(monkeypatch):
+def test_the_model_and_device_are_one_per_chain(monkeypatch, tmp_path):
     import torch
 
     from videoinv.registry import default_registry
@@ -248,6 +250,13 @@ def test_the_model_and_device_are_one_per_chain(monkeypatch):
     with pytest.raises(ChainError, match=re.escape("invert uses model random:64:8 but synthesize model random:64:16: "
                                                    "a chain works with one model; give it once")):
         build_stages("detect,align,invert=model='random:64:8',synthesize=model='random:64:16',blend", default_registry())
+    # one model spelled two ways (a bundle's two parts) is one model, loaded once
+    spelled = build_stages("detect,align,invert=model='random:64:8',synthesize=model='random:64:8+random:64:8'",
+                           default_registry())
+    assert spelled[2].models is spelled[3].models is load_models("random:64:8+random:64:8", "cpu")
+    monkeypatch.setenv("VIDEOINV_HOME", str(tmp_path))  # no weights: the one model's are asked for
+    with pytest.raises(WeightsError, match=re.escape("model fse needs psp-ffhq-encode, fse-encoder")):
+        build_stages("invert=model='psp-ffhq-encode+fse-encoder',edit=model=fse:sefa0=1", default_registry())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # refused before anything goes to a GPU
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)

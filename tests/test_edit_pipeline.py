@@ -237,6 +237,27 @@ def test_latent_cache_gives_the_same_output_and_refuses_other_videos(small_clips
                              "--latents", str(cache), "--model", "random:64:8", "--edit", "sefa0=1"],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "was made with model" in result.stderr
+    # the same weights spelled otherwise (both parts named) are the same model: the cache is taken
+    spelled = tmp_path / "spelled.mkv"
+    assert main(["edit", str(clip), "-o", str(spelled), "--latents", str(cache), *common[2:],
+                 "--model", f"{MODEL}+{MODEL}"]) == 0
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(read_all(spelled), b))
+    # other weights under the same name (a registry file replaced since) are not
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(cache), "pt") as f:
+        metadata = f.metadata()
+    models = json.loads(metadata["models"])
+    replaced = tmp_path / "replaced.vinv"
+    save_file(load_file(str(cache)), str(replaced),
+              metadata={**metadata, "models": json.dumps({**models, "generator": "0" * len(models["generator"])})})
+    result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "r.mkv"),
+                             "--latents", str(replaced), "--model", MODEL, "--edit", "sefa0=1"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1] == (
+        f"videoinv: error: {replaced} was made with other weights under the name {MODEL!r} (replaced since?); "
+        "invert again with the weights now in place")
     # what the cache already fixed (detection, alignment, inversion) is refused, not ignored
     result = subprocess.run([sys.executable, "-m", "videoinv", "edit", str(clip), "-o", str(tmp_path / "z.mkv"),
                              "--latents", str(cache), "--model", MODEL, "--edit", "sefa0=1", "--every", "1",
@@ -244,7 +265,7 @@ def test_latent_cache_gives_the_same_output_and_refuses_other_videos(small_clips
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         f"videoinv: error: --every, --smooth shape the detection and inversion that {cache} already holds: "
         "give them to 'videoinv invert' when making the cache, or drop --latents"]
-    assert not any((tmp_path / name).exists() for name in ("x.mkv", "y.mkv", "z.mkv"))
+    assert not any((tmp_path / name).exists() for name in ("x.mkv", "y.mkv", "z.mkv", "r.mkv"))
 
 
 def test_a_latent_cache_honours_faces_and_says_which_frames_it_does_not_cover(small_clips, tmp_path):

@@ -169,8 +169,13 @@ class LatentCache:
         if self.metadata.get("fingerprint") != video_print:
             raise InputError(f"{self.path} was made from another video (its fingerprint differs); "
                              f"run 'videoinv invert' on this one")
-        if models is not None and self.metadata.get("models") != models:
-            raise InputError(f"{self.path} was made with model {self.metadata.get('models', {}).get('spec')!r}, "
+        made = self.metadata.get("models", {})
+        if models is not None and any(made.get(part) != models.get(part) for part in ("generator", "encoder")):
+            # the weights decide; their spec may be spelled otherwise (a file for a registry name)
+            if made.get("spec") == models.get("spec"):
+                raise InputError(f"{self.path} was made with other weights under the name {made.get('spec')!r} "
+                                 f"(replaced since?); invert again with the weights now in place")
+            raise InputError(f"{self.path} was made with model {made.get('spec')!r}, "
                              f"not {models.get('spec')!r}; invert again with this model")
         for key, value in options.items():
             if self.metadata.get(key) != value:

@@ -28,9 +28,17 @@ from .spec import EditSpec, edit_strengths, move_latent
 
 
 def model_spec(text: str) -> str:
+    """A model option in its one spelling (``canonical_spec``), so that stages naming one model
+    in two ways agree."""
+    from ..models.checkpoints import CheckpointError
+    from ..models.specs import canonical_spec
+
     if text == "random":
         raise ValueError("random specs contain ':' - quote them in a chain: model='random:256:32'")
-    return text
+    try:
+        return canonical_spec(text)
+    except CheckpointError as err:
+        raise ValueError(str(err)) from None
 
 
 MODEL_HELP = "fse, random:<size>[:<channels>] (quoted in a chain) or GENERATOR+ENCODER"
@@ -507,7 +515,7 @@ class Latents(Stage):
 
         # the stages after it render the cache's W+ and F: with its model, unless told otherwise
         spec = LatentCache(options["path"]).metadata.get("models", {}).get("spec") if options["path"] else None
-        return {"model": spec} if spec else {}
+        return {"model": model_spec(spec)} if spec else {}
 
     def __init__(self, path, device, select, ids):
         from ..models.specs import pick_device

@@ -168,12 +168,25 @@ def bundle_parts(spec: str) -> tuple[str, str]:
     ``GENERATOR+ENCODER`` (each a registry name or a file)."""
     if spec in BUNDLES:
         return BUNDLES[spec]
-    if parse_random(spec) is not None:
-        return spec, spec
-    if "+" in spec:
+    if "+" in spec:  # before the random check: random:64+random:64 names two random parts
         generator, encoder = spec.split("+", 1)
         return generator, encoder
+    if parse_random(spec) is not None:
+        return spec, spec
     raise CheckpointError(f"bad model {spec!r}: use fse, random:<size>[:<channels>] or GENERATOR+ENCODER")
+
+
+def canonical_spec(spec: str) -> str:
+    """One spelling per model, so that two spellings load it once and a latent cache or a chain
+    sees one model: a bundle's parts are the bundle (``psp-ffhq-encode+fse-encoder`` is ``fse``),
+    a random spec given for both parts is that spec. (Two paths to one file still differ.)"""
+    generator, encoder = bundle_parts(spec)
+    for name, parts in BUNDLES.items():
+        if parts == (generator, encoder):
+            return name
+    if generator == encoder and parse_random(generator) is not None:
+        return generator
+    return f"{generator}+{encoder}"
 
 
 def require_all(names, what: str) -> None:
@@ -206,6 +219,7 @@ def load_models(spec: str, device: str = "auto") -> Models:
     """The generator/encoder pair for ``spec``, loaded once per process and device. Missing
     weight files raise before anything else happens (with how to get them)."""
     dev = pick_device(device)
+    spec = canonical_spec(spec)
     key = (spec, str(dev))
     if key not in _LOADED:
         check_models(spec)
