@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import av
 import cv2
@@ -48,7 +50,9 @@ def clips(tmp_path_factory):
     shift = np.float32([[1, 0, 20], [0, 1, 0]])
     wobbling = _write(root / "wobbling.mp4", [cv2.warpAffine(f, shift, f.shape[1::-1], borderMode=cv2.BORDER_REPLICATE)
                                               if i % 2 else f for i, f in enumerate(decoded)])
-    return {"source": source, "blurred": blurred, "short": short, "small": small, "wobbling": wobbling}
+    middle = _write(root / "middle.mp4", decoded[2:5])  # as an edit of frames 2-4 (--start 2f --end 5f)
+    return {"source": source, "blurred": blurred, "short": short, "small": small, "wobbling": wobbling,
+            "middle": middle}
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +121,22 @@ def test_mismatched_videos_are_refused(clips):
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="frame"):
         compare_videos(clips["source"], clips["short"], identity_backend=None, lpips_net=None)
+
+
+def test_b_made_from_part_of_a_is_compared_with_that_part(clips, tmp_path):
+    # an edit of a range is shorter than its source: compare was refused, with no way to say which part
+    with pytest.raises(InputError, match="give that part with --start/--end") as err:
+        compare_videos(clips["source"], clips["middle"], identity_backend=None, lpips_net=None)
+    assert "\n" not in str(err.value)
+    part = compare_videos(clips["source"], clips["middle"], identity_backend=None, lpips_net=None, start="2f", end="5f")
+    assert part["frames"] == 3 and part["per_frame"]["index"] == [2, 3, 4]  # A's own frame numbers
+    assert part["summary"]["psnr"] > 45  # frame for frame the same pictures (x264 at qp 0)
+    shifted = compare_videos(clips["source"], clips["middle"], identity_backend=None, lpips_net=None, start="1f",
+                             end="4f")
+    assert shifted["summary"]["psnr"] < part["summary"]["psnr"] - 10
+    # from the command line, as edit takes the range
+    result = subprocess.run([sys.executable, "-m", "videoinv", "bench", "compare", str(clips["source"]),
+                             str(clips["middle"]), "--start", "2f", "--end", "5f", "--json", "--identity", "dlib"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["frames"] == 3

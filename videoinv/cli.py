@@ -56,7 +56,7 @@ _WIDTH = click.option("--width", type=click.IntRange(2, 16384), default=None,
 
 
 def _range_options(func):
-    """--start/--end, as edit, invert, inspect and filter-file take them."""
+    """--start/--end, as edit, invert, inspect, filter-file and bench compare (for A) take them."""
     func = click.option("--end", default=None, help="stop before this time or frame (exclusive)")(func)
     return click.option("--start", default=None, help="start at a time (12.5, 1:02.5) or frame (150f)")(func)
 
@@ -883,11 +883,13 @@ _COMPARE_LABELS = {
 @click.option("--identity", type=click.Choice(["dlib", "arcface"]), default="dlib", show_default=True,
               help="identity network (arcface: InsightFace's IResNet, needs its weights)")
 @click.option("--json", "as_json", is_flag=True, help="print every number (per frame too) as JSON")
+@_range_options
 @_common
-def bench_compare(a, b, size, identity, as_json, quiet):
+def bench_compare(a, b, size, identity, as_json, start, end, quiet):
     """Metrics of B (an edit or inversion) against A (its source): fidelity, identity, stability.
 
-    Faces are aligned on A; both videos are cropped there and compared crop to crop.
+    Faces are aligned on A; both videos are cropped there and compared crop to crop. When B was
+    made from part of A (edit --start/--end), give the same --start/--end: they pick A's frames.
     """
     from pathlib import Path
 
@@ -897,7 +899,7 @@ def bench_compare(a, b, size, identity, as_json, quiet):
     for path in (a, b):
         if not Path(path).is_file():
             describe(path)  # the input's own one-line error
-    result = compare_videos(a, b, size=size, identity_backend=identity)
+    result = compare_videos(a, b, size=size, identity_backend=identity, start=start, end=end)
     if as_json:
         click.echo(json.dumps(result, allow_nan=False))
         return

@@ -45,14 +45,19 @@ def _mean(values) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def _check_sizes(a: Reader, b: Reader) -> None:
+_RANGE_HINT = "; if B was made from part of A, give that part with --start/--end"
+
+
+def _check_sizes(a: Reader, b: Reader, whole: bool) -> None:
+    """Refuse videos of different sizes, or different lengths when A is read ``whole`` (a part's
+    length is checked as the frames come)."""
     ia, ib = a.info, b.info
     if (ia.width, ia.height) != (ib.width, ib.height):
         raise InputError(f"cannot compare videos of different sizes: {a.path} is {ia.width}x{ia.height}, "
                          f"{b.path} is {ib.width}x{ib.height}")
-    if ia.frame_count_exact and ib.frame_count_exact and ia.frame_count != ib.frame_count:
+    if whole and ia.frame_count_exact and ib.frame_count_exact and ia.frame_count != ib.frame_count:
         raise InputError(f"cannot compare videos with different frame counts: {a.path} has {ia.frame_count}, "
-                         f"{b.path} has {ib.frame_count}")
+                         f"{b.path} has {ib.frame_count}{_RANGE_HINT}")
 
 
 class _Series:
@@ -77,13 +82,14 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
                    lpips_net: str | None = "alex", identity_backend: str | None = "dlib",
                    detect: str = "detect=every=5:select=largest", smooth: str = "stream",
                    seam_width: int = 4, batch_size: int = 8,
-                   on_frame: Callable[[int], None] | None = None) -> dict:
+                   on_frame: Callable[[int], None] | None = None, start=None, end=None) -> dict:
     """Compare B with A (see the module docstring); returns a JSON-serialisable dict with
     ``summary`` and ``per_frame`` (lists over the frames with a face, by ``index``).
 
     ``lpips_net``/``identity_backend``: None skips that metric. ``detect``: the detect stage's
     chain spec; ``smooth``: the align stage's smoothing (stream, offline, none).
-    ``on_frame(index)`` is called after each frame (for progress)."""
+    ``on_frame(index)`` is called after each frame (for progress). ``start``/``end``: the part
+    of A that B was made from (an edit's ``--start``/``--end``); B is read whole."""
     chain = f"{detect},align=size={size}:smooth={smooth}"
     lpips_metric, lpips_reason = None, None
     if lpips_net is not None:
@@ -101,15 +107,15 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
 
     pipeline = Pipeline(chain, batch_size=batch_size)
     if pipeline.needs_prepass:
-        with Reader(a_path) as first:
+        with Reader(a_path, start, end) as first:
             pipeline.prepass(prefetch(first.frames(), depth=2 * batch_size))
-    with Reader(a_path) as ra, Reader(b_path) as rb, pipeline:
-        _check_sizes(ra, rb)
+    with Reader(a_path, start, end) as ra, Reader(b_path) as rb, pipeline:
+        _check_sizes(ra, rb, whole=start is None and end is None)
         b_frames = iter(rb.frames())
         for record in pipeline.run(prefetch(ra.frames(), depth=2 * batch_size)):
             other = next(b_frames, None)
             if other is None:
-                raise InputError(f"cannot compare: {b_path} ends after {frames} frames, {a_path} goes on")
+                raise InputError(f"cannot compare: {b_path} ends after {frames} frames, {a_path} goes on{_RANGE_HINT}")
             frames += 1
             faces = [f for f in record.faces if f.crop is not None]
             if not faces:
@@ -145,7 +151,7 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
             if on_frame is not None:
                 on_frame(record.index)
         if next(b_frames, None) is not None:
-            raise InputError(f"cannot compare: {a_path} ends after {frames} frames, {b_path} goes on")
+            raise InputError(f"cannot compare: {a_path} ends after {frames} frames, {b_path} goes on{_RANGE_HINT}")
     return _report(a_path, b_path, size, frames, no_face, s, warp_a, warp_b, lpips_net, lpips_reason, identity_backend)
 
 
