@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import pytest
 
 from test_metrics_lpips import fake_checkpoint, needs_wheel
 from videoinv import samples
-from videoinv.errors import InputError
+from videoinv.errors import InputError, VideoinvError
 from videoinv.metrics.compare import compare_videos
 from videoinv.video.reader import Reader
 
@@ -140,3 +141,7 @@ def test_b_made_from_part_of_a_is_compared_with_that_part(clips, tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["frames"] == 3
+    # a range that holds nothing of A is named as edit names it, not as B "going on"
+    for start, end, words in [("6f", None, "--start 6f is past the end of"), ("4f", "2f", "--end 2f is not after")]:
+        with pytest.raises(VideoinvError, match=re.escape(words)):
+            compare_videos(clips["source"], clips["middle"], identity_backend=None, lpips_net=None, start=start, end=end)

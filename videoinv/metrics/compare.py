@@ -31,7 +31,9 @@ from ..faces.detect import landmarks68
 from ..faces.masks import MaskSpec, build_mask
 from ..faces.quad import crop
 from ..pipeline.runner import Pipeline, prefetch
+from ..video.probe import describe
 from ..video.reader import Reader
+from ..video.timing import check_start, parse_range
 from . import identity, image, temporal
 from .lpips import LPIPS, LPIPSUnavailable
 
@@ -90,6 +92,9 @@ def compare_videos(a_path: str | os.PathLike, b_path: str | os.PathLike, size: i
     chain spec; ``smooth``: the align stage's smoothing (stream, offline, none).
     ``on_frame(index)`` is called after each frame (for progress). ``start``/``end``: the part
     of A that B was made from (an edit's ``--start``/``--end``); B is read whole."""
+    start, end = parse_range(start, end)  # a bad range stops before any model loads
+    if start is not None:
+        check_start(start, describe(a_path))
     chain = f"{detect},align=size={size}:smooth={smooth}"
     lpips_metric, lpips_reason = None, None
     if lpips_net is not None:
