@@ -197,3 +197,20 @@ def test_weights_id_of_a_model_made_in_inference_mode():
     with torch.inference_mode():
         made.weight.add_(1.0)
     assert weights_id(made) != weights_id(twin)
+
+
+def test_one_checkpoint_file_named_two_ways_is_one_model(models, tmp_path, monkeypatch):
+    # a chain (or a latent cache's model) naming the files by another path was "two models"
+    from videoinv.chain import build_stages
+    from videoinv.models.specs import canonical_spec, load_models
+    from videoinv.registry import default_registry
+
+    G, latent_avg, E = models
+    torch.save({"g_ema": G.state_dict(), "latent_avg": latent_avg}, tmp_path / "g.pt")
+    torch.save(E.state_dict(), tmp_path / "e.pth")
+    monkeypatch.chdir(tmp_path)
+    relative, absolute = "g.pt+./e.pth", f"{tmp_path / 'g.pt'}+{tmp_path / 'e.pth'}"
+    assert canonical_spec(relative) == canonical_spec(absolute) == absolute
+    stages = build_stages(f"invert=model='{relative}':device=cpu,synthesize=model='{absolute}'", default_registry())
+    assert stages[0].models is stages[1].models is load_models(absolute, "cpu")
+    assert canonical_spec("missing.pt+e.pth") == f"missing.pt+{tmp_path / 'e.pth'}"  # a missing file keeps its name

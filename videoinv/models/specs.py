@@ -179,8 +179,14 @@ def bundle_parts(spec: str) -> tuple[str, str]:
 def canonical_spec(spec: str) -> str:
     """One spelling per model, so that two spellings load it once and a latent cache or a chain
     sees one model: a bundle's parts are the bundle (``psp-ffhq-encode+fse-encoder`` is ``fse``),
-    a random spec given for both parts is that spec. (Two paths to one file still differ.)"""
-    generator, encoder = bundle_parts(spec)
+    a random spec given for both parts is that spec, a checkpoint file is its absolute path
+    (``G.pt`` here and ``./G.pt`` are one file)."""
+    def part(name: str) -> str:
+        if name in WEIGHTS or parse_random(name) is not None or not Path(name).is_file():
+            return name
+        return str(Path(name).resolve())
+
+    generator, encoder = (part(p) for p in bundle_parts(spec))
     for name, parts in BUNDLES.items():
         if parts == (generator, encoder):
             return name
