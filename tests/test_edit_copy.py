@@ -342,6 +342,44 @@ def test_subtitles_are_copied_where_the_file_type_can_hold_them(clips, tmp_path)
     assert _srt(tmp_path / "ff.mkv") == _srt(mkv)
 
 
+def _attached(path) -> list[tuple[str, str, bytes]]:
+    """(file name, MIME type, bytes) of each file attached to ``path``, as ffmpeg dumps them."""
+    found = []
+    for stream in ffprobe(path)["streams"]:
+        if stream["codec_type"] == "attachment":
+            dump = path.parent / f"dump-{stream['index']}"
+            subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", f"-dump_attachment:{stream['index']}", str(dump),
+                            "-i", str(path)], capture_output=True)  # exits 1 (no output named) after dumping
+            found.append((stream["tags"]["filename"], stream["tags"]["mimetype"], dump.read_bytes()))
+    return found
+
+
+def test_attached_files_are_kept_where_the_file_type_can_hold_them(clips, tmp_path):
+    # the fonts a Matroska file's styled subtitles are drawn with were left out without a word
+    font, notes = tmp_path / "Face Sans.ttf", tmp_path / "notes.txt"
+    font.write_bytes(bytes(range(256)) * 40)
+    notes.write_text("made on set\n")
+    mkv = tmp_path / "in.mkv"
+    ffmpeg("-i", clips.bt709, "-attach", font, "-metadata:s:t:0", "mimetype=font/ttf", "-attach", notes,
+           "-metadata:s:t:1", "mimetype=text/plain", "-c", "copy", mkv)
+    files = _attached(mkv)
+    assert [(name, mime) for name, mime, _ in files] == [("Face Sans.ttf", "font/ttf"), ("notes.txt", "text/plain")]
+    for command in (["edit", mkv, "-o", tmp_path / "e.mkv", "--start", "5f"], ["filter-file", mkv, tmp_path / "f.mkv"]):
+        result = subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), "--chain", "copy"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert "has attached files" not in result.stderr
+    assert _attached(tmp_path / "e.mkv") == _attached(tmp_path / "f.mkv") == files
+    # a file type without attachments says what it left out; a picture has no use for them
+    said = "has attached files (Face Sans.ttf, notes.txt) that the output's file type (mp4) cannot hold: left out"
+    for command, warned in ((["edit", mkv, "-o", tmp_path / "e.mp4"], True), (["filter-file", mkv, tmp_path / "f.mp4"], True),
+                            (["edit", mkv, "-o", tmp_path / "e.png", "--end", "1f"], False)):
+        result = subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), "--chain", "copy"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert (said in result.stderr) == warned, result.stderr
+
+
 def _with_chapters(source, out, metadata: str):
     """``source`` copied into ``out`` with the tags and chapters of FFMETADATA text ``metadata``."""
     text = out.with_suffix(".txt")

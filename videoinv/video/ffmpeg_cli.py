@@ -18,10 +18,11 @@ import shutil
 import subprocess
 
 from ..errors import OutputError, VideoinvError
+from .attachments import keeps_attachments
 from .audio import TRANSCODE_BIT_RATE, audio_codec, copyable_subtitles
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
 from .palette import GENERATE, USE
-from .writer import KNOWN_ENCODERS, EncodeOptions, container_format, encoder_settings, picture_sizes
+from .writer import KNOWN_ENCODERS, EncodeOptions, container_format, encoder_settings, is_image, picture_sizes
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
         args[at:at] = ["-f", "ffmetadata", "-i", chapters]
     at = len(args) - 1 - args[::-1].index(target)
     args[at:at] = ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
+    if not is_image(target) and keeps_attachments(source, container_format(target)):  # as edit keeps them
+        args[at:at] = ["-map", "1:t", "-c:t", "copy"]
     return args
 
 

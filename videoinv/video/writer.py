@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import OutputError
 from ..files import atomic_output, discard_atomic, disk_full, os_problem
 from . import helpers
+from .attachments import copy_attachments
 from .audio import AudioMux, AudioPlan
 from .chapters import cut as cut_chapters, read_tags
 from .colour import output_colour
@@ -333,6 +334,8 @@ class Writer:
         self.rate = rate
         if source is not None:
             self._copy_tags(source.path)
+            if not self.image:
+                copy_attachments(source.path, self.container)
         self.audio: list[AudioMux] = []  # audio (and subtitles) to copy; abort closes those opened
         for plan in [] if audio is None else [audio] if isinstance(audio, AudioPlan) else audio:
             self.audio.append(AudioMux(self.container, plan, from_zero=self.fixed_rate))
