@@ -380,6 +380,49 @@ def test_attached_files_are_kept_where_the_file_type_can_hold_them(clips, tmp_pa
         assert (said in result.stderr) == warned, result.stderr
 
 
+def _cover(path) -> tuple[bytes, dict] | None:
+    """The cover picture of ``path`` (its bytes, and its tags: Matroska's file name and type)."""
+    covers = [s for s in ffprobe(path)["streams"] if s.get("disposition", {}).get("attached_pic")]
+    if not covers:
+        return None
+    picture = path.parent / f"{path.name}.cover"
+    ffmpeg("-i", path, "-map", f"0:{covers[0]['index']}", "-c", "copy", "-f", "image2", picture)
+    return picture.read_bytes(), {k: v for k, v in covers[0].get("tags", {}).items() if k in ("filename", "mimetype")}
+
+
+def test_a_cover_picture_is_kept_in_mp4_and_matroska(clips, tmp_path):
+    # yt-dlp's --embed-thumbnail writes one; it was left out without a word
+    cover = tmp_path / "thumb.jpg"
+    ffmpeg("-i", clips.bt709, "-frames:v", "1", "-vf", "scale=160:90", cover)
+    mp4 = tmp_path / "in.mp4"
+    ffmpeg("-i", clips.bt709, "-i", cover, "-map", "0", "-map", "1", "-c", "copy", "-disposition:v:1", "attached_pic", mp4)
+    picture = cover.read_bytes()
+    assert _cover(mp4) == (picture, {})
+    said = "the cover picture of"
+    for command, kept in ((["edit", mp4, "-o", tmp_path / "e.mp4", "--start", "5f"], {}),
+                          (["filter-file", mp4, tmp_path / "f.mp4"], {}),
+                          (["edit", mp4, "-o", tmp_path / "e.mkv"], {"filename": "cover.jpg", "mimetype": "image/jpeg"}),
+                          (["filter-file", mp4, tmp_path / "f.mkv"], {"filename": "cover.jpg", "mimetype": "image/jpeg"}),
+                          (["edit", mp4, "-o", tmp_path / "e.mov"], None), (["filter-file", mp4, tmp_path / "f.mov"], None),
+                          (["edit", mp4, "-o", tmp_path / "e.png", "--end", "1f"], None)):
+        result = subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), "--chain", "copy"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        out = command[-1] if command[0] == "filter-file" else command[3]
+        assert (said in result.stderr) == (out.suffix == ".mov"), result.stderr  # a picture has no use for one
+        if kept is not None:
+            assert _cover(out) == (picture, kept)
+            assert [s["codec_type"] for s in ffprobe(out)["streams"]][:2] == ["video", "audio"]  # the edit is the video
+    # a Matroska cover keeps its own file name
+    mkv = tmp_path / "poster.mkv"
+    ffmpeg("-i", clips.bt709, "-attach", cover, "-metadata:s:t:0", "mimetype=image/jpeg", "-c", "copy", mkv)
+    assert _cover(mkv) == (picture, {"filename": "thumb.jpg", "mimetype": "image/jpeg"})
+    for command in (["edit", mkv, "-o", tmp_path / "p.mkv"], ["filter-file", mkv, tmp_path / "fp.mkv"]):
+        subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), "--chain", "copy"], check=True,
+                       capture_output=True)
+    assert _cover(tmp_path / "p.mkv") == _cover(tmp_path / "fp.mkv") == _cover(mkv)
+
+
 def _with_chapters(source, out, metadata: str):
     """``source`` copied into ``out`` with the tags and chapters of FFMETADATA text ``metadata``."""
     text = out.with_suffix(".txt")

@@ -333,7 +333,8 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
                 f.write(ffmetadata(window_chapters(source, sound, 1 / info.fps)))
         dec_cmd = decode_command(builder, source, info, binary, span)
         with_sound = audio == "copy" and info.has_audio and holds_sound(target)
-        enc_cmd = encode_command(builder, source, str(tmp), info, size, encode, with_sound, binary, sound, chapters)
+        enc_cmd = encode_command(builder, source, str(tmp), info, size, encode, with_sound, binary, sound, chapters,
+                                 folder=logs)
         log.debug("decoder: %s", " ".join(dec_cmd))
         log.debug("encoder: %s", " ".join(enc_cmd))
         dec_log, enc_log = os.path.join(logs, "decode.log"), os.path.join(logs, "encode.log")

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 
 from ..errors import OutputError, VideoinvError
-from .attachments import keeps_attachments
+from .attachments import cover_arguments, keeps_attachments, read_attachments
 from .audio import TRANSCODE_BIT_RATE, audio_codec, copyable_subtitles
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
 from .palette import GENERATE, USE
@@ -93,10 +93,12 @@ def decode_command(ffmpeg, source: str, info, binary: str = "ffmpeg", span=None)
 
 def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int],
                    options: EncodeOptions, audio: bool, binary: str = "ffmpeg", window: dict | None = None,
-                   chapters: str | None = None) -> list[str]:
+                   chapters: str | None = None, *, folder: str) -> list[str]:
     """ffmpeg argv that reads raw rgb24 frames from stdin and writes ``target``; the audio,
-    subtitles, tags and chapters come from ``source`` (cut to ``window`` where given), the
-    chapters from the FFMETADATA file ``chapters`` instead where given."""
+    subtitles, tags, chapters, attached files and cover picture come from ``source`` (cut to
+    ``window`` where given), the chapters from the FFMETADATA file ``chapters`` instead where
+    given. ``folder``: a temporary folder (the caller's) where a file to attach may be written
+    (a cover for Matroska)."""
     window = window or {}
     pix_fmt, codec_opts = encoder_settings(options)
     colour = output_colour(info.colour, options.matrix, options.range, pix_fmt)
@@ -151,8 +153,11 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
         args[at:at] = ["-f", "ffmetadata", "-i", chapters]
     at = len(args) - 1 - args[::-1].index(target)
     args[at:at] = ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
-    if not is_image(target) and keeps_attachments(source, container_format(target)):  # as edit keeps them
-        args[at:at] = ["-map", "1:t", "-c:t", "copy"]
+    if not is_image(target):  # attached files and a cover picture, as edit keeps them
+        fmt = container_format(target)
+        attached = len(read_attachments(source)) if keeps_attachments(source, fmt) else 0
+        args[at:at] = (["-map", "1:t", "-c:t", "copy"] if attached else []) + \
+            cover_arguments(source, fmt, folder, attached)
     return args
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import OutputError
 from ..files import atomic_output, discard_atomic, disk_full, os_problem
 from . import helpers
-from .attachments import copy_attachments
+from .attachments import add_cover, copy_attachments
 from .audio import AudioMux, AudioPlan
 from .chapters import cut as cut_chapters, read_tags
 from .colour import output_colour
@@ -339,6 +339,7 @@ class Writer:
         self.audio: list[AudioMux] = []  # audio (and subtitles) to copy; abort closes those opened
         for plan in [] if audio is None else [audio] if isinstance(audio, AudioPlan) else audio:
             self.audio.append(AudioMux(self.container, plan, from_zero=self.fixed_rate))
+        cover = add_cover(source.path, self.container) if source is not None and not self.image else None
         try:
             self.container.start_encoding()
         except av.error.FFmpegError as err:
@@ -349,6 +350,8 @@ class Writer:
             raise OutputError(f"cannot start encoding {self.path} with {self.options.codec} "
                               f"({settings}): {err.strerror}; {hint}"
                               "try another --codec, --pix-fmt or output extension") from None
+        if cover is not None:  # an MP4's cover: its one packet, before the frames
+            self.container.mux(cover)
         # one converter for the whole stream: a frame's own (``frame.reformat``) sets up swscale
         # afresh for every frame, and for RGB -> YUV FFmpeg 8 then starts and joins two threads
         # each time (a third of all threads a pipelined run created, each faulting its stack in)
