@@ -364,7 +364,8 @@ def test_attached_files_are_kept_where_the_file_type_can_hold_them(clips, tmp_pa
            "-metadata:s:t:1", "mimetype=text/plain", "-c", "copy", mkv)
     files = _attached(mkv)
     assert [(name, mime) for name, mime, _ in files] == [("Face Sans.ttf", "font/ttf"), ("notes.txt", "text/plain")]
-    for command in (["edit", mkv, "-o", tmp_path / "e.mkv", "--start", "5f"], ["filter-file", mkv, tmp_path / "f.mkv"]):
+    for command in (["edit", mkv, "-o", tmp_path / "e.mkv", "--start", "5f"],
+                    ["filter-file", mkv, tmp_path / "f.mkv", "--start", "5f"]):
         result = subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), "--chain", "copy"],
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
@@ -399,16 +400,16 @@ def test_a_cover_picture_is_kept_in_mp4_and_matroska(clips, tmp_path):
     picture = cover.read_bytes()
     assert _cover(mp4) == (picture, {})
     said = "the cover picture of"
-    for command, kept in ((["edit", mp4, "-o", tmp_path / "e.mp4", "--start", "5f"], {}),
-                          (["filter-file", mp4, tmp_path / "f.mp4"], {}),
-                          (["edit", mp4, "-o", tmp_path / "e.mkv"], {"filename": "cover.jpg", "mimetype": "image/jpeg"}),
-                          (["filter-file", mp4, tmp_path / "f.mkv"], {"filename": "cover.jpg", "mimetype": "image/jpeg"}),
-                          (["edit", mp4, "-o", tmp_path / "e.mov"], None), (["filter-file", mp4, tmp_path / "f.mov"], None),
-                          (["edit", mp4, "-o", tmp_path / "e.png", "--end", "1f"], None)):
-        result = subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), "--chain", "copy"],
-                                capture_output=True, text=True)
+    as_file = {"filename": "cover.jpg", "mimetype": "image/jpeg"}
+    for command, out, kept in ((["edit", mp4, "-o"], "e.mp4", {}), (["filter-file", mp4], "f.mp4", {}),
+                               (["edit", mp4, "-o"], "e.mkv", as_file), (["filter-file", mp4], "f.mkv", as_file),
+                               (["edit", mp4, "-o"], "e.mov", None), (["filter-file", mp4], "f.mov", None),
+                               (["edit", mp4, "--end", "1f", "-o"], "e.png", None)):
+        out = tmp_path / out
+        # a range too (the cover packet has no time: the ffmpeg program's -ss dropped it)
+        result = subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), str(out), "--chain", "copy",
+                                 *(["--start", "5f"] if out.suffix != ".png" else [])], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        out = command[-1] if command[0] == "filter-file" else command[3]
         assert (said in result.stderr) == (out.suffix == ".mov"), result.stderr  # a picture has no use for one
         if kept is not None:
             assert _cover(out) == (picture, kept)

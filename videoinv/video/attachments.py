@@ -104,21 +104,23 @@ def add_cover(path: str | os.PathLike, output: av.container.OutputContainer) -> 
     return packet
 
 
-def cover_arguments(path: str | os.PathLike, format_name: str, folder: str, attached: int) -> list[str]:
-    """The ffmpeg program's output options that keep the cover picture of ``path`` (its second
-    input, after the raw pipe) as :func:`add_cover` does; ``folder``: where a cover for Matroska
-    is written to be attached, after the ``attached`` files already mapped."""
+def cover_arguments(path: str | os.PathLike, format_name: str, folder: str, attached: int,
+                    input_number: int) -> tuple[list[str], list[str]]:
+    """The ffmpeg program's input and output options that keep the cover picture of ``path`` as
+    :func:`add_cover` does. ``folder``: where a cover for Matroska is written to be attached,
+    after the ``attached`` files already mapped; an MP4's cover is read from ``path`` opened again
+    as input ``input_number``, whole (the cover packet has no time, and an input's -ss drops it)."""
     cover = read_cover(path)
     if cover is None:
-        return []
+        return [], []
     index, data, named = cover
     if format_name == "matroska" and named is not None:
         name, mimetype = named
         file = os.path.join(folder, os.path.basename(name) or "cover")
         with open(file, "wb") as f:
             f.write(data)
-        return ["-attach", file, f"-metadata:s:t:{attached}", f"mimetype={mimetype}"]
+        return [], ["-attach", file, f"-metadata:s:t:{attached}", f"mimetype={mimetype}"]
     if format_name != "mp4":
         _cover_left_out(path, format_name)
-        return []
-    return ["-map", f"1:{index}", "-c:v:1", "copy", "-disposition:v:1", "attached_pic"]
+        return [], []
+    return ["-i", str(path)], ["-map", f"{input_number}:{index}", "-c:v:1", "copy", "-disposition:v:1", "attached_pic"]

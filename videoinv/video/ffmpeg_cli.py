@@ -146,18 +146,22 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     second = [*(arg for key in sorted(window) for arg in (f"-{key}", window[key])), "-i", source]
     if args[pipe + 1: pipe + 1 + len(second)] != second:
         args[pipe + 1: pipe + 1] = second
+    inputs_end = pipe + 1 + len(second)
     chapter_input = 1
     if chapters is not None:
-        at = pipe + 1 + len(second)
-        chapter_input = args[:at].count("-i")
-        args[at:at] = ["-f", "ffmetadata", "-i", chapters]
-    at = len(args) - 1 - args[::-1].index(target)
-    args[at:at] = ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
+        chapter_input = args[:inputs_end].count("-i")
+        args[inputs_end:inputs_end] = ["-f", "ffmetadata", "-i", chapters]
+        inputs_end += 4
+    outputs = ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
     if not is_image(target):  # attached files and a cover picture, as edit keeps them
         fmt = container_format(target)
         attached = len(read_attachments(source)) if keeps_attachments(source, fmt) else 0
-        args[at:at] = (["-map", "1:t", "-c:t", "copy"] if attached else []) + \
-            cover_arguments(source, fmt, folder, attached)
+        outputs += ["-map", "1:t", "-c:t", "copy"] if attached else []
+        cover_inputs, cover_outputs = cover_arguments(source, fmt, folder, attached, args[:inputs_end].count("-i"))
+        args[inputs_end:inputs_end] = cover_inputs
+        outputs += cover_outputs
+    at = len(args) - 1 - args[::-1].index(target)
+    args[at:at] = outputs
     return args
 
 
