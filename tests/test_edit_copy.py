@@ -311,6 +311,9 @@ def test_subtitles_are_copied_where_the_file_type_can_hold_them(clips, tmp_path)
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout), result.stderr
 
+    probed = json.loads(subprocess.run([sys.executable, "-m", "videoinv", "probe", str(mkv), "--json"], check=True,
+                                       capture_output=True, text=True).stdout)
+    assert probed["subtitles"] == [{"index": 2, "codec": "srt", "language": None}]
     summary, _ = edit(mkv, tmp_path / "out.mkv")
     assert summary["subtitles"] == 1 and _kinds(tmp_path / "out.mkv") == ["video", "audio", "subtitle"]
     assert _srt(tmp_path / "out.mkv") == _srt(mkv) and "World" in _srt(mkv)
@@ -364,6 +367,14 @@ def test_attached_files_are_kept_where_the_file_type_can_hold_them(clips, tmp_pa
            "-metadata:s:t:1", "mimetype=text/plain", "-c", "copy", mkv)
     files = _attached(mkv)
     assert [(name, mime) for name, mime, _ in files] == [("Face Sans.ttf", "font/ttf"), ("notes.txt", "text/plain")]
+    # probe lists them, so the user knows what goes with the video
+    probed = json.loads(subprocess.run([sys.executable, "-m", "videoinv", "probe", str(mkv), "--json"], check=True,
+                                       capture_output=True, text=True).stdout)
+    assert [(a["filename"], a["mimetype"], a["size"]) for a in probed["attachments"]] == [
+        (name, mime, len(data)) for name, mime, data in files]
+    table = subprocess.run([sys.executable, "-m", "videoinv", "probe", str(mkv)], check=True, capture_output=True,
+                           text=True).stdout
+    assert "Face Sans.ttf (font/ttf, 10,240 bytes)" in table
     for command in (["edit", mkv, "-o", tmp_path / "e.mkv", "--start", "5f"],
                     ["filter-file", mkv, tmp_path / "f.mkv", "--start", "5f"]):
         result = subprocess.run([sys.executable, "-m", "videoinv", *map(str, command), "--chain", "copy"],
@@ -399,6 +410,10 @@ def test_a_cover_picture_is_kept_in_mp4_and_matroska(clips, tmp_path):
     ffmpeg("-i", clips.bt709, "-i", cover, "-map", "0", "-map", "1", "-c", "copy", "-disposition:v:1", "attached_pic", mp4)
     picture = cover.read_bytes()
     assert _cover(mp4) == (picture, {})
+    probed = json.loads(subprocess.run([sys.executable, "-m", "videoinv", "probe", str(mp4), "--json"], check=True,
+                                       capture_output=True, text=True).stdout)
+    assert probed["cover"] == {"index": 2, "codec": "mjpeg", "width": 160, "height": 90, "filename": None}
+    assert probed["stream_index"] == 0 and (probed["width"], probed["height"]) != (160, 90)  # the video, not the cover
     said = "the cover picture of"
     as_file = {"filename": "cover.jpg", "mimetype": "image/jpeg"}
     for command, out, kept in ((["edit", mp4, "-o"], "e.mp4", {}), (["filter-file", mp4], "f.mp4", {}),

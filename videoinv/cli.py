@@ -482,7 +482,8 @@ def filter_file(input, output, chain, codec, crf, preset, pix_fmt, color_matrix,
 @click.option("--scan", is_flag=True, help="read every packet: exact frame count and VFR check")
 @_common
 def probe(input, as_json, scan, quiet):
-    """Describe INPUT: streams, frame rate / VFR, colour tags, rotation, duration, audio."""
+    """Describe INPUT: streams, frame rate / VFR, colour tags, rotation, duration, audio,
+    subtitles, attached files and cover picture."""
     from .video.probe import describe
 
     info = describe(input, scan=scan)
@@ -530,6 +531,14 @@ def _probe_table(info):
         rows.append((f"audio #{a.index}", f"{a.codec}, {a.sample_rate} Hz, {a.layout or a.channels}"
                      + (f", {a.bit_rate / 1000:.0f} kb/s" if a.bit_rate else "")
                      + f", {dur(a.duration)}" + (f", {a.language}" if a.language else "")))
+    for t in info.subtitles:
+        rows.append((f"subtitles #{t['index']}", t["codec"] + (f", {t['language']}" if t["language"] else "")))
+    for t in info.attachments:
+        rows.append((f"attached #{t['index']}", f"{t['filename']} ({t['mimetype']}, {t['size']:,} bytes)"))
+    if info.cover is not None:
+        c = info.cover
+        rows.append((f"cover #{c['index']}", f"{c['codec']}, {c['width']}x{c['height']}"
+                     + (f", {c['filename']}" if c["filename"] else "")))
     for k, v in rows:
         table.add_row(k, v)
     return table

@@ -132,6 +132,12 @@ class VideoInfo:
     colour: Colour
     colour_tags: dict
     audio: list[AudioInfo] = field(default_factory=list)
+    # what goes with the video into an output that can hold it: subtitle streams (index, codec,
+    # language), attached files (index, filename, mimetype, size) and a cover picture (index,
+    # codec, width, height, and its file name where Matroska holds it as an attached file)
+    subtitles: list[dict] = field(default_factory=list)
+    attachments: list[dict] = field(default_factory=list)
+    cover: dict | None = None
 
     @property
     def has_audio(self) -> bool:
@@ -264,6 +270,15 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
             layout=acc.layout.name if acc.layout else "", bit_rate=acc.bit_rate or None,
             duration=float(a.duration * atb) if a.duration and atb else None,
             language=a.language))
+    subtitles = [{"index": t.index, "codec": t.codec_context.name, "language": t.language}
+                 for t in container.streams.subtitles]
+    attachments = [{"index": t.index, "filename": t.name or t.metadata.get("filename"),
+                    "mimetype": t.mimetype or t.metadata.get("mimetype"), "size": len(t.data)}
+                   for t in container.streams if t.type == "attachment"]
+    cover = next(({"index": t.index, "codec": t.codec_context.name, "width": t.codec_context.width,
+                   "height": t.codec_context.height, "filename": t.metadata.get("filename")}
+                  for t in container.streams.video
+                  if t.disposition & av.stream.Disposition.attached_pic), None)
     return VideoInfo(
         path=str(path), format=container.format.name, size_bytes=container.size,
         bit_rate=container.bit_rate or None, duration=duration, stream_index=stream.index,
@@ -276,4 +291,4 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
                      "range": RANGE_NAMES.get(cc.color_range, str(cc.color_range)),
                      "primaries": PRIMARIES_NAMES.get(cc.color_primaries, str(cc.color_primaries)),
                      "transfer": TRC_NAMES.get(cc.color_trc, str(cc.color_trc))},
-        audio=audio)
+        audio=audio, subtitles=subtitles, attachments=attachments, cover=cover)
