@@ -1,7 +1,9 @@
-"""Files attached to a Matroska source (the fonts its styled subtitles are drawn with, mostly).
+"""Files attached to a Matroska source (the fonts its styled subtitles are drawn with, mostly)
+and a cover picture (an MP4's attached picture, or a Matroska cover file).
 
-They are copied into an output whose file type holds attachments (Matroska); any other type
-leaves them out with a warning, as a subtitle stream it cannot hold is left out.
+They are copied into an output whose file type holds them (attachments: Matroska; a cover: MP4
+and Matroska); any other type leaves them out with a warning, as a subtitle stream it cannot
+hold is left out.
 """
 
 from __future__ import annotations
@@ -28,25 +30,23 @@ def read_attachments(path: str | os.PathLike) -> list[tuple[str, str, bytes]]:
         return []
 
 
-def keeps_attachments(path: str | os.PathLike, format_name: str) -> bool:
-    """Whether an output of muxer ``format_name`` gets the attachments of ``path``: True where it
-    has some and the type holds them; where it cannot, a warning names them."""
+def kept_attachments(path: str | os.PathLike, format_name: str) -> list[tuple[str, str, bytes]]:
+    """The attached files of ``path`` (as :func:`read_attachments` gives them) that an output of
+    muxer ``format_name`` gets: all where the type holds them; where it cannot, none, and a
+    warning names them."""
     files = read_attachments(path)
-    if not files:
-        return False
-    if format_name in _HOLDS_ATTACHMENTS:
-        return True
-    log.warning("%s has attached files (%s) that the output's file type (%s) cannot hold: left out "
-                "(a .mkv keeps them)", path, ", ".join(name for name, _, _ in files), format_name)
-    return False
+    if files and format_name not in _HOLDS_ATTACHMENTS:
+        log.warning("%s has attached files (%s) that the output's file type (%s) cannot hold: left out "
+                    "(a .mkv keeps them)", path, ", ".join(name for name, _, _ in files), format_name)
+        return []
+    return files
 
 
 def copy_attachments(path: str | os.PathLike, output: av.container.OutputContainer) -> None:
     """Attach the files of ``path`` to ``output`` (before its header is written), where its file
     type holds them."""
-    if keeps_attachments(path, output.format.name):
-        for name, mimetype, data in read_attachments(path):
-            output.add_attachment(name, mimetype, data)
+    for name, mimetype, data in kept_attachments(path, output.format.name):
+        output.add_attachment(name, mimetype, data)
 
 
 # A cover picture (an MP4's, as yt-dlp's --embed-thumbnail writes it) is a one-packet video

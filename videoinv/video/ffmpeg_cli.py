@@ -18,7 +18,7 @@ import shutil
 import subprocess
 
 from ..errors import OutputError, VideoinvError
-from .attachments import cover_arguments, keeps_attachments, read_attachments
+from .attachments import cover_arguments, kept_attachments
 from .audio import TRANSCODE_BIT_RATE, audio_codec, copyable_subtitles
 from .colour import PRIMARIES_NAMES, SPACE_NAMES, TRC_NAMES, output_colour
 from .palette import GENERATE, USE
@@ -155,7 +155,7 @@ def encode_command(ffmpeg, source: str, target: str, info, size: tuple[int, int]
     outputs = ["-map_metadata", "1", "-map_chapters", str(chapter_input)]
     if not is_image(target):  # attached files and a cover picture, as edit keeps them
         fmt = container_format(target)
-        attached = len(read_attachments(source)) if keeps_attachments(source, fmt) else 0
+        attached = len(kept_attachments(source, fmt))
         outputs += ["-map", "1:t", "-c:t", "copy"] if attached else []
         cover_inputs, cover_outputs = cover_arguments(source, fmt, folder, attached, args[:inputs_end].count("-i"))
         args[inputs_end:inputs_end] = cover_inputs
