@@ -13,6 +13,8 @@ import os
 
 import av
 
+from .probe import cover_stream
+
 log = logging.getLogger(__name__)
 
 _HOLDS_ATTACHMENTS = {"matroska"}  # muxer names (WebM's muxer refuses them)
@@ -60,7 +62,7 @@ def read_cover(path: str | os.PathLike) -> tuple[int, bytes, tuple[str, str] | N
     if it has one."""
     try:
         with av.open(str(path), metadata_errors="ignore") as source:
-            pic = _cover_stream(source)
+            pic = cover_stream(source)
             data = None if pic is None else next((bytes(p) for p in source.demux(pic) if p.size), None)
             if data is None:
                 return None
@@ -70,10 +72,6 @@ def read_cover(path: str | os.PathLike) -> tuple[int, bytes, tuple[str, str] | N
             return pic.index, data, named
     except (av.error.FFmpegError, OSError):
         return None
-
-
-def _cover_stream(source):
-    return next((s for s in source.streams.video if s.disposition & av.stream.Disposition.attached_pic), None)
 
 
 def _cover_left_out(path, format_name: str) -> None:

@@ -72,6 +72,11 @@ def _as_picture_pipe(container, path: Path):
     return av.open(str(path), format=name, metadata_errors="ignore")
 
 
+def cover_stream(container: av.container.InputContainer):
+    """The cover picture's stream (a one-packet video stream marked attached_pic), or None."""
+    return next((s for s in container.streams.video if s.disposition & av.stream.Disposition.attached_pic), None)
+
+
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
     """The real video stream: cover art and thumbnails are skipped, and of several the first
     marked default (a Matroska file keeps no cover-art mark: its picture may come first)."""
@@ -275,10 +280,10 @@ def describe_container(container, path, scan: bool = False) -> VideoInfo:
     attachments = [{"index": t.index, "filename": t.name or t.metadata.get("filename"),
                     "mimetype": t.mimetype or t.metadata.get("mimetype"), "size": len(t.data)}
                    for t in container.streams if t.type == "attachment"]
-    cover = next(({"index": t.index, "codec": t.codec_context.name, "width": t.codec_context.width,
-                   "height": t.codec_context.height, "filename": t.metadata.get("filename")}
-                  for t in container.streams.video
-                  if t.disposition & av.stream.Disposition.attached_pic), None)
+    pic = cover_stream(container)
+    cover = None if pic is None else {"index": pic.index, "codec": pic.codec_context.name,
+                                      "width": pic.codec_context.width, "height": pic.codec_context.height,
+                                      "filename": pic.metadata.get("filename")}
     return VideoInfo(
         path=str(path), format=container.format.name, size_bytes=container.size,
         bit_rate=container.bit_rate or None, duration=duration, stream_index=stream.index,
