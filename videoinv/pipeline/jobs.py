@@ -86,6 +86,25 @@ def _check_picture(input, output, audio: str, start, end) -> None:
                           f"after the start (e.g. --start {first}f --end {first + 1}f)")
 
 
+def check_replayed_video(chain: str | Chain, input: str | os.PathLike) -> None:
+    """Refuse a chain whose ``latents`` stage replays a cache made from another video, before
+    any stage is built: a model loaded for nothing would speak first (its random-weights
+    warning), and take its time. The models are checked once built (:func:`check_replayed`)."""
+    from ..chain import bind_options, parse_chain
+    from ..edit.cache import LatentCache, fingerprint
+
+    try:
+        latents = default_registry().stage("latents")
+        paths = [bind_options(latents, call)["path"] for call in parse_chain(chain).stages if call.name == "latents"]
+    except ChainError:
+        return  # building the chain says what is wrong with it
+    video_print = None
+    for path in filter(None, paths):
+        if video_print is None:
+            video_print = fingerprint(input, describe(input))
+        LatentCache(path).check(video_print, None, {})
+
+
 def check_replayed(pipeline: Pipeline, input: str | os.PathLike) -> None:
     """Refuse a chain whose ``latents`` stage replays a cache made from another video, or with
     other weights than the chain's model stages have (as ``edit --latents`` does): its faces and
@@ -117,13 +136,16 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
     for name in names:
         check_name(name)  # a typo is reported before any weights are asked for or loaded
     cache = None if options.latents is None else LatentCache(options.latents)  # a missing file fails here
+    if cache is not None:  # another video's cache, before any weights are asked for or loaded
+        video_print = fingerprint(input, describe(input))
+        cache.check(video_print, None, {})
     require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
                 f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
     models = load_models(options.model, options.device)
     if options.threaded is None:
         options.threaded = options.prefers_threads()
     if cache is not None:
-        cache.check(fingerprint(input, describe(input)), model_info(models), {"size": models.size})
+        cache.check(video_print, model_info(models), {"size": models.size})
         if options.seed is None:
             options.seed = cache.metadata.get("seed", 0)
     if options.seed is None:
@@ -190,6 +212,8 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
         chain = prepare_edit(input, options)
         threaded = options.threaded
     threaded = True if threaded is None else threaded
+    if options is None or options.latents is None:
+        check_replayed_video(chain or "copy", input)
     pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded, from_frames=True)
     try:
         if options is None or options.latents is None:  # prepare_edit checked --latents' cache
@@ -313,6 +337,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     check_start(start, info)
     span = frame_span(source, start, end)  # the frames edit keeps, and where they lie
     sound = span.sound_window() if span is not None else {}
+    check_replayed_video(chain, source)
     if on_start is not None:
         on_start(info)
     size = (info.width, info.height)
