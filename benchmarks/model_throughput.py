@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from videoinv.edit import feature_edit
+from videoinv.edit.feature import feature_edit
 from videoinv.models.ops import ModulatedConv2d
 from videoinv.models.specs import load_encoder, load_generator
 

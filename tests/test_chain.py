@@ -333,10 +333,13 @@ def test_entry_point_plugins_are_found_and_broken_ones_skipped(tmp_path, monkeyp
     (dist / "entry_points.txt").write_text("[videoinv.plugins]\nnegate = vi_plug:register\nfancy = vi_plug:broken\nshadow = vi_plug:shadow\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = Registry()
+    # asked for first (the core's modules come in as names need them): still the core's, all of it first
+    assert registry.stage("negate").__module__ == "vi_plug"
     assert "negate" in registry.names("stage")
     assert registry.origin("stage", "negate").startswith("plugin negate")
     # a plugin cannot shadow a core stage: the core one stays
     assert registry.origin("stage", "invert") == "core"
+    assert Registry().stage("invert").__module__ == "videoinv.edit.stages"  # asked for first
     assert "fancy" in registry.failed and "torchvision" in registry.failed["fancy"]
     with pytest.raises(ChainError, match="plugin fancy failed to load"):
         registry.stage("fancy")

@@ -818,3 +818,24 @@ def test_a_gif_of_a_face_keeps_still_areas_still(tmp_path):
     moved = np.mean([np.abs(b - a).max(axis=2)[m].mean() for a, b, m in zip(ours, ours[1:], still)])
     assert moved < 1.7
     assert np.mean([np.abs(a - b).mean() for a, b in zip(ours, source)]) < 2
+
+
+def test_a_copy_job_starts_without_loading_the_models_libraries(clips, tmp_path):
+    # every job imported torch and scipy (~2 s of a 3.6 s copy of a 1 s clip): the registry
+    # imported every core stage module to find `copy`, and the edit package imported torch
+    code = ("import sys; from videoinv.cli import main\n"
+            "for args in sys.argv[1:]:\n"
+            "    assert main(args.split('|')) == 0\n"
+            "print('loaded:', *(m for m in ('torch', 'scipy', 'videoinv.edit.stages') if m in sys.modules))")
+    loaded = lambda out: out.strip().splitlines()[-1].split()  # noqa: E731
+    jobs = [f"edit|{clips.bt709}|-o|{tmp_path / 'e.mkv'}|--chain|copy|--end|5f|-q",
+            f"filter-file|{clips.bt709}|{tmp_path / 'f.mkv'}|--end|5f|-q", f"probe|{clips.bt709}"]
+    result = subprocess.run([sys.executable, "-c", code, *jobs], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert loaded(result.stdout) == ["loaded:"], result.stdout
+    assert len(read_all(tmp_path / "e.mkv")) == len(read_all(tmp_path / "f.mkv")) == 5
+    # a chain with a model stage brings them in, as it must
+    result = subprocess.run([sys.executable, "-c", code, f"edit|{clips.bt709}|-o|{tmp_path / 'm.mkv'}|--end|2f|"
+                             "--model|random:64:8|--edit|sefa0=1|-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert loaded(result.stdout) == ["loaded:", "torch", "scipy", "videoinv.edit.stages"]

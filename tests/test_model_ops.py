@@ -177,7 +177,7 @@ def test_channels_last_activations_match_the_default_layout(monkeypatch):
 
 
 def test_edit_head_and_tail_give_the_three_pass_edit():
-    from videoinv.edit import corrected_feature
+    from videoinv.edit.feature import corrected_feature
 
     G = tiny()
     g = torch.Generator().manual_seed(5)

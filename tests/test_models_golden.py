@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videoinv.edit import corrected_feature, feature_edit
+from videoinv.edit.feature import corrected_feature, feature_edit
 from videoinv.models import FeatureStyleEncoder, StyleGAN2Generator, encoder_input
 from videoinv.models.encoder import fold_batchnorm, inference_encoder
 from videoinv.models.ops import ModulatedConv2d

@@ -26,14 +26,16 @@ class Registry:
     def __init__(self, builtin_modules=BUILTIN_MODULES, group: str | None = ENTRY_POINT_GROUP):
         self._items: dict[str, dict[str, object]] = {}
         self._origin: dict[tuple[str, str], str] = {}
-        self._builtin_modules = builtin_modules
+        self._pending = list(builtin_modules)  # core modules not imported yet
+        self._importing = False  # a core module is registering its components
         self._group = group
-        self._loaded = False
+        self._plugins_loaded = False
         self.failed: dict[str, str] = {}  # plugin name -> error
 
     def add(self, kind: str, name: str, obj: object, origin: str = "core") -> None:
         """Register ``obj`` as the ``kind`` called ``name`` (a later plugin may not shadow the core)."""
-        self._load()
+        if not self._importing:
+            self._load()  # all of the core first: nothing added from outside may shadow it
         known = self._items.setdefault(kind, {})
         if name in known:
             log.warning("%s %r from %s ignored: already provided by %s", kind, name, origin,
@@ -47,7 +49,7 @@ class Registry:
         self.add("stage", cls.name, cls, origin)
 
     def get(self, kind: str, name: str) -> object:
-        self._load()
+        self._load(kind, name)
         known = self._items.get(kind, {})
         if name not in known:
             hint = "".join(f"; plugin {p} failed to load: {e}" for p, e in self.failed.items())
@@ -66,12 +68,24 @@ class Registry:
         """The Stage class called ``name``."""
         return self.get("stage", name)
 
-    def _load(self) -> None:
-        if self._loaded:
+    def _has(self, kind: str | None, name: str | None) -> bool:
+        return name is not None and name in self._items.get(kind, {})
+
+    def _load(self, kind: str | None = None, name: str | None = None) -> None:
+        """Import the core modules in order until one gives the ``kind`` called ``name`` (all of
+        them where none is named): the later ones, heavy (torch, scipy), wait until a name needs
+        them, so that a chain of ``copy`` starts in a fraction of a second. The plugins come once
+        all of the core is in, so that they cannot shadow it; a core name never needs them."""
+        while self._pending and not self._has(kind, name):
+            module = self._pending.pop(0)
+            self._importing = True
+            try:
+                importlib.import_module(module).register(self)
+            finally:
+                self._importing = False
+        if self._pending or self._has(kind, name) or self._plugins_loaded:
             return
-        self._loaded = True
-        for module in self._builtin_modules:
-            importlib.import_module(module).register(self)
+        self._plugins_loaded = True
         if self._group is None:
             return
         for ep in entry_points(group=self._group):

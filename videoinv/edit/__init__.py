@@ -1,5 +1,4 @@
-"""Latent edits: directions, schedules and the feature-tensor correction."""
+"""Latent edits: directions, schedules and the feature-tensor correction.
 
-from .feature import corrected_feature, feature_edit
-
-__all__ = ["corrected_feature", "feature_edit"]
+The package imports nothing itself: ``videoinv.edit.recipe`` (the edit options) is used by jobs
+that need no torch, and ``videoinv.edit.feature`` brings torch in."""

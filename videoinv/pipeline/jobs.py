@@ -91,13 +91,17 @@ def check_replayed_video(chain: str | Chain, input: str | os.PathLike) -> None:
     any stage is built: a model loaded for nothing would speak first (its random-weights
     warning), and take its time. The models are checked once built (:func:`check_replayed`)."""
     from ..chain import bind_options, parse_chain
-    from ..edit.cache import LatentCache, fingerprint
 
     try:
+        calls = [call for call in parse_chain(chain).stages if call.name == "latents"]
+        if not calls:
+            return  # (the stage's module, and torch with it, is not imported for nothing)
         latents = default_registry().stage("latents")
-        paths = [bind_options(latents, call)["path"] for call in parse_chain(chain).stages if call.name == "latents"]
+        paths = [bind_options(latents, call)["path"] for call in calls]
     except ChainError:
         return  # building the chain says what is wrong with it
+    from ..edit.cache import LatentCache, fingerprint
+
     video_print = None
     for path in filter(None, paths):
         if video_print is None:
@@ -109,11 +113,11 @@ def check_replayed(pipeline: Pipeline, input: str | os.PathLike) -> None:
     """Refuse a chain whose ``latents`` stage replays a cache made from another video, or with
     other weights than the chain's model stages have (as ``edit --latents`` does): its faces and
     codes were pasted onto this video without a word."""
-    from ..edit.cache import fingerprint, model_info
-
     caches = [stage.cache for stage in pipeline.stages if stage.name == "latents"]
     if not caches:
         return
+    from ..edit.cache import fingerprint, model_info
+
     models = next((stage.models for stage in pipeline.stages if getattr(stage, "models", None) is not None), None)
     video_print = fingerprint(input, describe(input))
     for cache in caches:
