@@ -1,7 +1,7 @@
 """Models: the StyleGAN2 generator, FeatureStyleEncoder, their checkpoints and the weight cache.
 
 The networks (and torch with them) are imported when first named: the weight cache
-(``videoinv.models.weights``) serves jobs that run no network, such as ``inspect``."""
+(``videoinv.models.weights``) serves commands that run no network, such as ``weights list``."""
 
 from __future__ import annotations
 
