@@ -163,12 +163,14 @@ class LatentCache:
         first, last = self.metadata.get("frames", [index, index])
         return first <= index <= last
 
-    def check(self, video_print: dict, models: dict | None, options: dict) -> None:
-        """Refuse a cache made from another video or with other models (None: not checked) or
-        alignment."""
+    def check_video(self, video_print: dict) -> None:
+        """Refuse a cache made from another video (checked before any model loads)."""
         if self.metadata.get("fingerprint") != video_print:
             raise InputError(f"{self.path} was made from another video (its fingerprint differs); "
                              f"run 'videoinv invert' on this one")
+
+    def check_models(self, models: dict | None, options: dict) -> None:
+        """Refuse a cache made with other models (None: not checked) or alignment."""
         made = self.metadata.get("models", {})
         if models is not None and any(made.get(part) != models.get(part) for part in ("generator", "encoder")):
             # the weights decide; their spec may be spelled otherwise (a file for a registry name)

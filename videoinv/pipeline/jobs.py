@@ -106,22 +106,21 @@ def check_replayed_video(chain: str | Chain, input: str | os.PathLike) -> None:
     for path in filter(None, paths):
         if video_print is None:
             video_print = fingerprint(input, describe(input))
-        LatentCache(path).check(video_print, None, {})
+        LatentCache(path).check_video(video_print)
 
 
-def check_replayed(pipeline: Pipeline, input: str | os.PathLike) -> None:
-    """Refuse a chain whose ``latents`` stage replays a cache made from another video, or with
-    other weights than the chain's model stages have (as ``edit --latents`` does): its faces and
-    codes were pasted onto this video without a word."""
+def check_replayed(pipeline: Pipeline) -> None:
+    """Refuse a chain whose ``latents`` stage replays a cache made with other weights than the
+    chain's model stages have (as ``edit --latents`` does), once they are built; the video was
+    checked before (:func:`check_replayed_video`)."""
     caches = [stage.cache for stage in pipeline.stages if stage.name == "latents"]
     if not caches:
         return
-    from ..edit.cache import fingerprint, model_info
+    from ..edit.cache import model_info
 
     models = next((stage.models for stage in pipeline.stages if getattr(stage, "models", None) is not None), None)
-    video_print = fingerprint(input, describe(input))
     for cache in caches:
-        cache.check(video_print, model_info(models) if models else None, {"size": models.size} if models else {})
+        cache.check_models(model_info(models) if models else None, {"size": models.size} if models else {})
 
 
 def prepare_edit(input: str | os.PathLike, options) -> Chain:
@@ -141,15 +140,14 @@ def prepare_edit(input: str | os.PathLike, options) -> Chain:
         check_name(name)  # a typo is reported before any weights are asked for or loaded
     cache = None if options.latents is None else LatentCache(options.latents)  # a missing file fails here
     if cache is not None:  # another video's cache, before any weights are asked for or loaded
-        video_print = fingerprint(input, describe(input))
-        cache.check(video_print, None, {})
+        cache.check_video(fingerprint(input, describe(input)))
     require_all([*bundle_parts(options.model), *(NAMED[n] for n in names if n in NAMED)],
                 f"this edit ({options.model}, {', '.join(names) or 'no direction'})")
     models = load_models(options.model, options.device)
     if options.threaded is None:
         options.threaded = options.prefers_threads()
     if cache is not None:
-        cache.check(video_print, model_info(models), {"size": models.size})
+        cache.check_models(model_info(models), {"size": models.size})
         if options.seed is None:
             options.seed = cache.metadata.get("seed", 0)
     if options.seed is None:
@@ -221,7 +219,7 @@ def edit_video(input: str | os.PathLike, output: str | os.PathLike, chain: str |
     pipeline = Pipeline(chain or "copy", batch_size=batch_size, threaded=threaded, from_frames=True)
     try:
         if options is None or options.latents is None:  # prepare_edit checked --latents' cache
-            check_replayed(pipeline, input)
+            check_replayed(pipeline)
     except BaseException:
         pipeline.close()
         raise
@@ -350,7 +348,7 @@ def filter_file(source: str | os.PathLike, target: str | os.PathLike, chain: str
     with atomic_output(target, [source], overwrite) as tmp, \
             Pipeline(chain, batch_size=batch_size, threaded=True, from_frames=True) as pipeline, \
             tempfile.TemporaryDirectory(prefix="videoinv-ffmpeg-") as logs, open_input(source) as timeline:
-        check_replayed(pipeline, source)
+        check_replayed(pipeline)
         if pipeline.needs_prepass:  # e.g. offline smoothing: a first pass over the range, as edit's
             log.info("first pass: analysing %s", source)
             with Reader(source, start=start, end=end) as first:
